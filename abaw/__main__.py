@@ -1,0 +1,5 @@
+import sys
+
+from abaw.cli import main
+
+sys.exit(main())

@@ -1,0 +1,155 @@
+"""The one source of truth for the ABAW tasks: tracks, class orders, AU lists, invalid markers, headers,
+annotation folder names and the official protocol of each competition year.
+
+Every other module imports these names; no class list or folder name is written anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TRACKS: tuple[str, ...] = ("va", "expr", "au")
+#: The NTUA-CVSP command line numbers the tracks; we add 3 for AU.
+TRACK_NUMBERS: dict[int, str] = {1: "va", 2: "expr", 3: "au"}
+TRACK_TITLES: dict[str, str] = {
+    "va": "Valence-Arousal Estimation",
+    "expr": "Expression Classification",
+    "au": "Action Unit Detection",
+}
+
+SPLITS: tuple[str, ...] = ("train", "validation")
+SPLIT_DIRS: dict[str, str] = {"train": "Train_Set", "validation": "Validation_Set"}
+
+VA_NAMES: tuple[str, str] = ("valence", "arousal")
+VA_INVALID: float = -5.0
+EXPR_INVALID: int = -1
+AU_INVALID: int = -1
+INVALID: dict[str, float] = {"va": VA_INVALID, "expr": EXPR_INVALID, "au": AU_INVALID}
+
+EXPR_CLASSES_7: tuple[str, ...] = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
+EXPR_CLASSES_8: tuple[str, ...] = EXPR_CLASSES_7 + ("Other",)
+
+AU_NAMES_8: tuple[str, ...] = ("AU1", "AU2", "AU4", "AU6", "AU12", "AU15", "AU20", "AU25")
+AU_NAMES_12: tuple[str, ...] = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25",
+                                "AU26")
+
+#: Annotation folder names per layout (``annotations/<dir>/<Train_Set|Validation_Set>/<name>.txt``).
+ANNOTATION_DIRS: dict[str, dict[str, str]] = {
+    "abaw2021": {"va": "VA_Set", "expr": "EXPR_Set", "au": "AU_Set"},
+    "abaw2022": {"va": "VA_Estimation_Challenge", "expr": "EXPR_Classification_Challenge",
+                 "au": "AU_Detection_Challenge"},
+}
+LAYOUTS: tuple[str, ...] = tuple(ANNOTATION_DIRS)
+
+#: Multi-task (2022 on) CSV layout: one file per split, ``image`` is ``<video>/00001.jpg``.
+MTL_HEADER_PREFIX: tuple[str, ...] = ("image", "valence", "arousal", "expression")
+MTL_FILES: dict[str, str] = {"train": "training_set_annotations.txt", "validation": "validation_set_annotations.txt"}
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi")
+CROP_PATTERN = "{:05d}.jpg"  # frame i (1-based) -> cropped_aligned/<name>/00001.jpg
+TWO_PERSON_SUFFIXES: tuple[str, ...] = ("_left", "_right")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One competition year's task definitions and official metrics."""
+
+    name: str
+    expr_classes: tuple[str, ...]
+    au_names: tuple[str, ...]
+    #: "f1_acc" = 0.67 * macro F1 + 0.33 * accuracy (EXPR) or 0.5 * mean F1 + 0.5 * accuracy (AU); "f1" = F1 only.
+    expr_metric: str
+    au_metric: str
+    layout: str
+    #: Result-file format of the year: "folder" (one <video>.txt per name) or "single" (one file per track).
+    result_format: str = "folder"
+
+    @property
+    def n_expr(self) -> int:
+        return len(self.expr_classes)
+
+    @property
+    def n_au(self) -> int:
+        return len(self.au_names)
+
+    def header(self, track: str) -> str:
+        """The header line of an annotation file or a 2020-2022 result file for ``track``."""
+        return header(track, self)
+
+    def n_outputs(self, track: str) -> int:
+        return {"va": 2, "expr": self.n_expr, "au": self.n_au}[check_track(track)]
+
+    def annotation_dir(self, track: str) -> str:
+        return ANNOTATION_DIRS[self.layout][check_track(track)]
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "abaw2020": Protocol("abaw2020", EXPR_CLASSES_7, AU_NAMES_8, "f1_acc", "f1_acc", "abaw2021"),
+    "abaw2021": Protocol("abaw2021", EXPR_CLASSES_7, AU_NAMES_12, "f1_acc", "f1_acc", "abaw2021"),
+    "abaw2022": Protocol("abaw2022", EXPR_CLASSES_8, AU_NAMES_12, "f1", "f1", "abaw2022"),
+}
+DEFAULT_PROTOCOL = "abaw2021"
+
+#: Official weights of the F1 / accuracy mix for protocols whose metric is "f1_acc".
+EXPR_F1_WEIGHT, EXPR_ACC_WEIGHT = 0.67, 0.33
+AU_F1_WEIGHT, AU_ACC_WEIGHT = 0.5, 0.5
+
+
+def get_protocol(name: str | Protocol | None = None) -> Protocol:
+    """Return a protocol by name (``abaw2020``, ``abaw2021``, ``abaw2022``); ``None`` gives the default."""
+    if isinstance(name, Protocol):
+        return name
+    key = DEFAULT_PROTOCOL if name is None else str(name).lower()
+    if key not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[key]
+
+
+def check_track(track: str | int) -> str:
+    """Normalise a track given as a name (``va``/``expr``/``au``) or number (1, 2, 3)."""
+    if isinstance(track, int) or (isinstance(track, str) and track.isdigit()):
+        number = int(track)
+        if number not in TRACK_NUMBERS:
+            raise ValueError(f"unknown track {track!r}; choose 1 (VA), 2 (EXPR) or 3 (AU)")
+        return TRACK_NUMBERS[number]
+    key = str(track).lower()
+    if key not in TRACKS:
+        raise ValueError(f"unknown track {track!r}; choose one of {', '.join(TRACKS)}")
+    return key
+
+
+def header(track: str, protocol: str | Protocol | None = None) -> str:
+    """Header line of an annotation / result file."""
+    proto = get_protocol(protocol)
+    track = check_track(track)
+    if track == "va":
+        return ",".join(VA_NAMES)
+    if track == "expr":
+        return ",".join(proto.expr_classes)
+    return ",".join(proto.au_names)
+
+
+def expr_column(name: str) -> str:
+    """Column name of an expression probability in prediction tables (py-feat style: lower case)."""
+    return name.lower()
+
+
+def au_column(name: str) -> str:
+    """Column name of an AU in prediction tables (py-feat / OpenFace style: ``AU1`` -> ``AU01``)."""
+    return f"AU{int(name[2:]):02d}"
+
+
+def expr_columns(protocol: str | Protocol | None = None) -> list[str]:
+    return [expr_column(c) for c in get_protocol(protocol).expr_classes]
+
+
+def au_columns(protocol: str | Protocol | None = None) -> list[str]:
+    return [au_column(a) for a in get_protocol(protocol).au_names]
+
+
+def split_two_person(name: str) -> tuple[str, str]:
+    """``'10-60-1280x720_left'`` -> ``('10-60-1280x720', 'left')``; a one-person name gives ``(name, '')``."""
+    for suffix in TWO_PERSON_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)], suffix[1:]
+    return name, ""

@@ -1,0 +1,62 @@
+"""Shared fixtures: the real assets (skipped with a reason when absent) and a tiny synthetic Aff-Wild2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+ASSETS = Path(os.environ.get("ABAW_ASSETS_DIR", PROJECT.parent / "shared" / "assets"))
+
+if (ASSETS / "weights").is_dir():
+    os.environ.setdefault("ABAW_WEIGHTS_DIR", str(ASSETS / "weights"))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Two xdist workers share two cores: one thread each keeps them from fighting.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)
+
+#: Size of the tiny synthetic set every test shares (one per xdist worker, built once).
+TINY = {"videos": 6, "frames": 48, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def assets_dir() -> Path:
+    if not ASSETS.is_dir():
+        pytest.skip(f"real assets not found at {ASSETS} (set ABAW_ASSETS_DIR to ../shared/assets)")
+    return ASSETS
+
+
+@pytest.fixture(scope="session")
+def weights_dir(assets_dir: Path) -> Path:
+    return assets_dir / "weights"
+
+
+@pytest.fixture(scope="session")
+def media_dir(assets_dir: Path) -> Path:
+    return assets_dir / "media"
+
+
+@pytest.fixture(scope="session")
+def tiny_root_ro(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic Aff-Wild2 shared by the session: do not write into it (use ``tiny_root``)."""
+    from abaw.synth import generate
+
+    root = tmp_path_factory.mktemp("tiny_affwild2") / "data"
+    generate(root, **TINY)
+    return root
+
+
+@pytest.fixture()
+def tiny_root(tiny_root_ro: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of the tiny synthetic Aff-Wild2."""
+    dst = tmp_path / "data"
+    shutil.copytree(tiny_root_ro, dst)
+    return dst

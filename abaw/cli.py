@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "evaluate",
     "ensemble",
+    "temporal",
     "predict",
     "crowd",
     "leaderboard",

@@ -37,11 +37,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
     """``open`` that writes to a temporary file and renames it onto ``path`` when the block succeeds."""
     binary = "b" in mode
-    with atomic_path(path) as tmp:
-        with open(tmp, mode, encoding=None if binary else encoding, newline=None if binary else "") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if binary else encoding,
+                                        newline=None if binary else "") as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -153,3 +153,18 @@ def split_two_person(name: str) -> tuple[str, str]:
         if name.endswith(suffix):
             return name[: -len(suffix)], suffix[1:]
     return name, ""
+
+
+# ---- AffectNet and AffectNetC25 expression codes (crowd learning, AffectNet pretraining) -----------------------
+AFFECTNET_CLASSES: tuple[str, ...] = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger",
+                                      "Contempt")
+AFFECTNETC25_CLASSES: tuple[str, ...] = ("Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt",
+                                         "Neutral")
+#: AffectNetC25 valence/arousal levels: 9 steps of 0.25 from -1 to 1.
+AFFECTNETC25_VA_LEVELS: tuple[float, ...] = tuple(-1.0 + 0.25 * i for i in range(9))
+
+
+def class_mapping(src: tuple[str, ...], dst: tuple[str, ...]) -> dict[int, int]:
+    """Map class indices of ``src`` onto ``dst`` by name; a class ``dst`` lacks (Contempt in ABAW) is left out,
+    so callers must decide explicitly what happens to it (drop the sample, or map it to ``Other`` where it exists)."""
+    return {i: dst.index(name) for i, name in enumerate(src) if name in dst}

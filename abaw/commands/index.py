@@ -1,0 +1,66 @@
+"""``abaw index DATA_ROOT``: check an Aff-Wild2 data root and count, per track and split, videos, frames and labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+
+from abaw import tasks
+from abaw.data.affwild2 import MTL_LAYOUT, AffWild2, dataset_fingerprint, write_table
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("index", help="check a data root and count videos, frames and valid labels",
+                              description=__doc__)
+    p.add_argument("data_root", metavar="DATA_ROOT", help="Aff-Wild2 data root (real or from `abaw synth`)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--out", metavar="FILE", help="also write the per-name index table (.csv or .parquet)")
+    p.add_argument("--strict", action="store_true",
+                   help="a label file whose line count differs from its video's frames is an error, not a warning")
+    p.add_argument("--protocol", choices=tuple(tasks.PROTOCOLS),
+                   help="class lists and headers (default: from the layout, abaw2021 or abaw2022)")
+    p.add_argument("--layout", choices=(*tasks.LAYOUTS, MTL_LAYOUT), help="annotation layout (default: detected)")
+    p.set_defaults(func=run)
+
+
+def summarise(table: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
+    """``{track: {split: {videos, video_files, frames, label_lines, valid_labels, crops, mismatched}}}``.
+
+    ``videos`` counts annotation names (a two-person video gives two), ``video_files`` the files behind them.
+    """
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for (track, split), group in table.groupby(["track", "split"], sort=False):
+        out.setdefault(str(track), {})[str(split)] = {
+            "videos": int(group["name"].nunique()),
+            "video_files": int(group["video"].nunique()),
+            "frames": int(group["n_frames"].sum()),
+            "label_lines": int(group["n_label_lines"].sum()),
+            "valid_labels": int(group["n_valid"].sum()),
+            "crops": int(group["n_crops"].sum()),
+            "mismatched": int(group["label_mismatch"].sum()),
+        }
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    ds = AffWild2(args.data_root, protocol=args.protocol, strict=args.strict, layout=args.layout)
+    table = ds.index_table(progress=not args.json)
+    if args.out:
+        write_table(table, args.out)
+    summary = summarise(table)
+    if args.json:
+        print(json.dumps({"root": str(ds.root), "layout": ds.layout, "protocol": ds.protocol.name,
+                          "fingerprint": dataset_fingerprint(ds.root), "tracks": summary}))
+        return 0
+    print(f"{ds.root}: layout {ds.layout}, protocol {ds.protocol.name}")
+    print(f"{'track':6s} {'split':11s} {'videos':>7s} {'frames':>10s} {'label lines':>12s} {'valid labels':>13s} "
+          f"{'crops':>10s} {'mismatched':>10s}")
+    for track, splits in summary.items():
+        for split, s in splits.items():
+            print(f"{track:6s} {split:11s} {s['videos']:7d} {s['frames']:10d} {s['label_lines']:12d} "
+                  f"{s['valid_labels']:13d} {s['crops']:10d} {s['mismatched']:10d}")
+    if args.out:
+        print(f"index table: {args.out}")
+    return 0

@@ -1,0 +1,61 @@
+"""``abaw prepare DATA_ROOT | VIDEO...``: boxes, aligned face crops, body/context inputs and audio features."""
+
+from __future__ import annotations
+
+import argparse
+
+from abaw.prepare import STREAMS, PrepareOptions, VideoResult, parse_shard, prepare_all, resolve_inputs, shard
+from abaw.video.faces import DETECTORS
+from abaw.video.persons import PERSON_BACKENDS
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "prepare", help="detect/track faces and persons, write aligned crops, body/context inputs, audio features",
+        description=__doc__ + " Finished videos are skipped; run N processes with --shard 1/N ... N/N to split the "
+        "work.")
+    p.add_argument("inputs", nargs="+", metavar="DATA_ROOT|VIDEO", help="a data root (with videos/) or video files")
+    p.add_argument("--out", help="output root (default: the data root itself; required for video files)")
+    p.add_argument("--shard", help="i/N: prepare only the i-th of N equal shares of the videos (1-based)")
+    p.add_argument("--detector", choices=DETECTORS, default="yunet", help="face detector (default: yunet)")
+    p.add_argument("--person", choices=PERSON_BACKENDS, default="yolo-fastest",
+                   help="person detector; 'face' derives the person box from the face (default: yolo-fastest)")
+    p.add_argument("--streams", default=",".join(STREAMS),
+                   help=f"comma-separated subset of {','.join(STREAMS)} to write (default: all)")
+    p.add_argument("--size", type=int, default=112, help="side of face, body and context images (default: 112)")
+    p.add_argument("--max-faces", type=int, default=2, help="tracks kept per video, largest first (default: 2)")
+    p.add_argument("--force", action="store_true", help="redo finished videos and replace their outputs")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from abaw.errors import AbawError
+
+    streams = tuple(s.strip() for s in args.streams.split(",") if s.strip())
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown:
+        raise AbawError(f"--streams: unknown stream {unknown[0]!r}; choose from {', '.join(STREAMS)}")
+    if args.size < 16:
+        raise AbawError("--size must be at least 16")
+    videos, out_root = resolve_inputs(args.inputs, args.out)
+    i, n = parse_shard(args.shard)
+    videos = shard(videos, i, n)
+    opts = PrepareOptions(detector=args.detector, person=args.person, streams=streams, face_size=args.size,
+                          body_size=args.size, context_size=args.size, max_faces=args.max_faces or None,
+                          force=args.force)
+
+    def report(r: VideoResult) -> None:
+        if r.status == "done":
+            print(f"{r.video}: {r.n_frames} frames, face in {r.face_frames} rows, tracks {', '.join(r.names)} "
+                  f"({r.seconds:.1f} s)")
+        elif r.status == "skipped":
+            print(f"{r.video}: already prepared (use --force to redo)")
+
+    results = prepare_all(videos, out_root, opts, report)
+    failed = [r for r in results if r.status == "failed"]
+    done = sum(r.status == "done" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    print(f"prepared {done}, skipped {skipped}, failed {len(failed)} of {len(results)} videos into {out_root}")
+    for r in failed:
+        print(f"failed: {r.video}: {r.reason}")
+    return 1 if failed else 0

@@ -1,0 +1,50 @@
+"""``abaw temporal --source RUN_DIR --config PRESET``: the CNU_ADL temporal statistical model on a run's outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "temporal", help="train the temporal statistical model (block statistics -> multi-task heads) on a run",
+        description=__doc__ + " Trains on the source run's train-split outputs and evaluates on validation; "
+        "writes a run folder of kind 'temporal'.")
+    p.add_argument("--source", required=True, metavar="RUN_DIR", help="a trained run with predictions/train and "
+                   "predictions/validation (and embeddings/ for the embedding input)")
+    p.add_argument("--config", default=None, help="preset JSON, e.g. configs/cnu_adl_temporal.json")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="override a config key, e.g. --set block=32 --set 'stats=[\"max\",\"mean\"]'")
+    p.add_argument("--data-root", default=None, help="Aff-Wild2 root (default: the source run's data root)")
+    p.add_argument("--out", default="runs", help="folder for the new run (default: runs)")
+    p.add_argument("--force", action="store_true", help="retrain even when the same run is already finished")
+    p.set_defaults(func=run)
+
+
+def _overrides(items: list[str]) -> dict:
+    from abaw.errors import AbawError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise AbawError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value  # a bare string such as variant=bilstm
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from abaw.runio import read_json
+    from abaw.temporal.train import fit_temporal, load_config
+
+    config = load_config(args.config, _overrides(args.set))
+    run_dir = fit_temporal(args.source, config, args.data_root, args.out, force=args.force)
+    scores = read_json(run_dir / "scores.json").get("tracks", {})
+    print(f"temporal run: {run_dir}")
+    for track, result in scores.items():
+        print(f"  {track:5s} validation score {result['score']:.4f}")
+    return 0

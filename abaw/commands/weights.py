@@ -1,0 +1,46 @@
+"""``abaw weights {list,fetch,verify}``: the model files abaw uses, downloaded once and verified."""
+
+from __future__ import annotations
+
+import argparse
+
+from abaw import weights
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("weights", help="list, fetch or verify the model files (detectors, FER, backbones)",
+                              description=__doc__)
+    p.add_argument("action", choices=("list", "fetch", "verify"))
+    p.add_argument("names", nargs="*", help="registry names (default: all)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    selected = args.names or weights.names()
+    for name in selected:
+        weights.get(name)  # unknown name -> one-line error before doing anything
+    if args.action == "list":
+        for name in selected:
+            entry = weights.get(name)
+            local = weights.locate(name)
+            print(f"{name:26s} {entry.filename:38s} {entry.licence:30s} {'present' if local else 'missing'}")
+            print(f"{'':26s} {entry.url}")
+            print(f"{'':26s} sha256 {entry.sha256 or '(not published)'}; {entry.note}")
+        return 0
+    if args.action == "fetch":
+        failed = 0
+        for name in selected:
+            try:
+                print(f"{name}: {weights.fetch(name)}")
+            except weights.AbawError as exc:
+                if len(selected) == 1:
+                    raise
+                print(f"{name}: error: {exc}")
+                failed += 1
+        return 1 if failed else 0
+    failed = 0
+    for name in selected:
+        ok, message = weights.verify(name)
+        print(message)
+        failed += not ok
+    return 1 if failed else 0

@@ -1,0 +1,188 @@
+"""Sequence datasets and samplers: windows of ``duration`` frames over the annotated videos of a split.
+
+Training windows are laid every ``stride`` frames (stride = duration by default); evaluation windows tile each video
+without overlap, so every frame is predicted exactly once. A sample holds the stream inputs (see
+:mod:`abaw.data.streams`), per-task targets and validity masks, and a padding mask. Epoch orders are a pure function
+of (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from abaw.tasks import get_protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SequenceVideo:
+    """One annotation name of a split with the labels of every requested task (invalid where a task has none)."""
+
+    name: str
+    video: str
+    n_frames: int  # frames covered: the longest annotation file of the name
+    fps: float
+    video_frames: int
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # task -> (n_frames, k) float32
+    valid: dict[str, np.ndarray] = field(default_factory=dict)  # task -> (n_frames,) bool
+    annotated: tuple[str, ...] = ()  # tasks that have an annotation file of this name
+
+
+def _fit(array: np.ndarray, n: int, fill: float) -> np.ndarray:
+    if len(array) >= n:
+        return array[:n]
+    pad = np.full((n - len(array),) + array.shape[1:], fill, dtype=array.dtype)
+    return np.concatenate([array, pad])
+
+
+def load_videos(ds: Any, split: str, tasks: Sequence[str], protocol: str | None = None,
+                max_videos: int | None = None) -> list[SequenceVideo]:
+    """The annotation names of ``split`` for ``tasks``; for several tasks a name's labels come from each track's
+    annotation file of that name where it exists, and are invalid elsewhere."""
+    from abaw.data.affwild2 import valid_mask  # the reader (another module); imported late to keep this light
+
+    proto = get_protocol(protocol)
+    per_task = {task: {e.name: e for e in ds.entries(split, task)} for task in tasks}
+    names: list[str] = []
+    for task in tasks:
+        names.extend(n for n in per_task[task] if n not in names)
+    names.sort()
+    if max_videos is not None:
+        names = names[:max_videos]
+    videos = []
+    for name in names:
+        entries = {t: per_task[t][name] for t in tasks if name in per_task[t]}
+        labels = {t: np.asarray(ds.labels(e), dtype=np.float32) for t, e in entries.items()}
+        first = next(iter(entries.values()))
+        n = max(len(a) for a in labels.values())
+        video = SequenceVideo(name=name, video=first.video, n_frames=n, fps=float(first.fps or 30.0),
+                              video_frames=int(first.n_frames or n), annotated=tuple(entries))
+        for task in tasks:
+            k = proto.n_outputs(task) if task != "expr" else 1
+            if task in labels:
+                lab = _fit(labels[task], n, np.nan)
+                ok = _fit(np.asarray(valid_mask(task, labels[task]), dtype=bool), n, False)
+            else:
+                lab, ok = np.full((n, k), np.nan, np.float32), np.zeros(n, bool)
+            video.labels[task] = np.where(ok[:, None], lab, 0.0).astype(np.float32)
+            video.valid[task] = ok
+        videos.append(video)
+    return videos
+
+
+def make_windows(videos: Sequence[SequenceVideo], duration: int, stride: int | None = None,
+                 drop_unlabelled: bool = False) -> np.ndarray:
+    """``(n_windows, 2)`` int64 rows ``(video index, start frame index)``; the last window of a video may be short."""
+    stride = stride or duration
+    rows = []
+    for vi, video in enumerate(videos):
+        any_valid = np.any(np.stack(list(video.valid.values())), axis=0) if video.valid else None
+        for start in range(0, video.n_frames, stride):
+            if drop_unlabelled and any_valid is not None and not any_valid[start:start + duration].any():
+                continue
+            rows.append((vi, start))
+            if start + duration >= video.n_frames:
+                break
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+
+
+class SequenceDataset(Dataset):
+    """Windows of a list of videos; each item is a dict of tensors padded to ``duration`` frames."""
+
+    def __init__(self, videos: list[SequenceVideo], windows: np.ndarray, duration: int, tasks: Sequence[str],
+                 loader: Any) -> None:
+        self.videos = videos
+        self.windows = windows
+        self.duration = duration
+        self.tasks = list(tasks)
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        vi, start = (int(x) for x in self.windows[index])
+        video = self.videos[vi]
+        stop = min(start + self.duration, video.n_frames)
+        idx = np.arange(start, stop)
+        t = self.duration
+        mask = np.zeros(t, bool)
+        mask[: len(idx)] = True
+        targets, valid = {}, {}
+        for task in self.tasks:
+            lab = np.zeros((t,) + video.labels[task].shape[1:], np.float32)
+            lab[: len(idx)] = video.labels[task][idx]
+            ok = np.zeros(t, bool)
+            ok[: len(idx)] = video.valid[task][idx]
+            targets[task] = torch.from_numpy(lab[:, 0].astype(np.int64) if task == "expr" else lab)
+            valid[task] = torch.from_numpy(ok)
+        inputs = {k: torch.from_numpy(v) for k, v in self.loader.load(video, idx, t).items()}
+        return {"inputs": inputs, "targets": targets, "valid": valid, "mask": torch.from_numpy(mask),
+                "window": torch.tensor([vi, start], dtype=torch.int64)}
+
+
+# ---- samplers ---------------------------------------------------------------------------------------------------
+
+def va_quadrants(videos: Sequence[SequenceVideo], windows: np.ndarray, duration: int) -> np.ndarray:
+    """Majority valence/arousal quadrant of each window's valid frames (0: v>=0,a>=0; 1: v<0,a>=0; 2: v<0,a<0;
+    3: v>=0,a<0), -1 for a window without a valid VA label."""
+    out = np.full(len(windows), -1, dtype=np.int64)
+    for i, (vi, start) in enumerate(windows):
+        video = videos[vi]
+        if "va" not in video.valid:
+            continue
+        ok = video.valid["va"][start:start + duration]
+        if not ok.any():
+            continue
+        v, a = video.labels["va"][start:start + duration][ok].T
+        quad = np.where(a >= 0, np.where(v >= 0, 0, 1), np.where(v < 0, 2, 3))
+        out[i] = np.bincount(quad, minlength=4).argmax()
+    return out
+
+
+def quadrant_weights(quadrants: np.ndarray, targets: Sequence[float] = (0.43, 0.24, 0.19, 0.14)) -> np.ndarray:
+    """Sampling weights per window so that quadrants are drawn in the AffWildNet proportions: the most frequent
+    quadrant gets the first target share, the next the second, and so on (rare quadrants are oversampled)."""
+    counts = np.bincount(quadrants[quadrants >= 0], minlength=4).astype(np.float64)
+    present = [q for q in np.argsort(-counts, kind="stable") if counts[q] > 0]
+    share = np.asarray(targets[: len(present)], dtype=np.float64)
+    share /= share.sum()
+    per_window = np.zeros(4)
+    for q, s in zip(present, share, strict=True):
+        per_window[q] = s / counts[q]
+    weights = np.where(quadrants >= 0, per_window[np.clip(quadrants, 0, 3)], 0.0)
+    if weights.sum() == 0:
+        return np.ones(len(quadrants))
+    return weights
+
+
+def epoch_order(n: int, seed: int, epoch: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """The sample order of one epoch: a permutation (or, with weights, ``n`` draws with replacement), a pure function
+    of (seed, epoch)."""
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    if weights is None:
+        return rng.permutation(n)
+    p = np.asarray(weights, dtype=np.float64)
+    return rng.choice(n, size=n, replace=True, p=p / p.sum())
+
+
+def epoch_batches(order: np.ndarray, batch_size: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """Split an epoch order into this rank's batches; every rank gets the same number of batches (the order is
+    padded by wrapping, which is harmless for training; evaluation never uses this)."""
+    order = np.asarray(order)
+    if world > 1:
+        total = int(np.ceil(len(order) / world)) * world
+        order = np.resize(order, total)[rank::world]
+    return [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+def eval_batches(n: int, batch_size: int) -> list[list[int]]:
+    return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]

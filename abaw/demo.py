@@ -1,0 +1,566 @@
+"""``abaw demo``: the whole job on an embedded synthetic Aff-Wild2, as resumable stages.
+
+synth -> baselines -> prepare -> extract -> train (per track, multi-task) -> evaluate -> temporal -> ensemble ->
+submissions (validated result files) -> leaderboard (terminal and HTML).
+
+Every stage writes its completion marker ``OUT/stages/<stage>.json`` last (atomically), holding what later stages
+need (e.g. the run folders it made). A stage whose marker exists is skipped, so a demo killed midway and started again
+finishes without redoing finished stages; a stage that runs again first removes its own leftovers, and once it has
+finished, the markers of the stages that read its outputs (their inputs changed, so they run again). A stage whose
+module has not been built, or whose inputs come from a stage that was skipped, is skipped with a message and no
+marker, so it runs once it becomes possible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from abaw import leaderboard, registry
+from abaw.errors import AbawError
+from abaw.fileio import write_json
+from abaw.tasks import DEFAULT_PROTOCOL, TRACKS, get_protocol, split_two_person
+
+#: Summary key of a stage that finished with a part failing: its results are used, and it runs again next time.
+INCOMPLETE = "incomplete"
+
+
+class StageSkipped(Exception):
+    """A stage cannot run yet (a module is missing, or an input stage was skipped); the demo goes on without it."""
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo is. ``None`` keeps the default of the called module (synth size, preset epochs)."""
+
+    videos: int | None = None
+    frames: int | None = None
+    epochs: int | None = None
+    temporal_epochs: int | None = None
+
+
+FULL = DemoSize()
+QUICK = DemoSize(videos=12, frames=80, epochs=5, temporal_epochs=8)
+
+
+@dataclass
+class Demo:
+    out: Path
+    submissions: Path
+    seed: int = 0
+    quick: bool = False
+    size: DemoSize = FULL
+    protocol: str = DEFAULT_PROTOCOL
+    console: Console = field(default_factory=leaderboard.make_console)
+    notes: set[str] = field(default_factory=set)
+
+    @property
+    def data_root(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def runs(self) -> Path:
+        return self.out / "runs"
+
+    @property
+    def db(self) -> Path:
+        return self.out / "abaw.sqlite"
+
+    @property
+    def html(self) -> Path:
+        return self.out / "leaderboard.html"
+
+    @property
+    def stages_dir(self) -> Path:
+        return self.out / "stages"
+
+    def marker(self, stage: str) -> Path:
+        return self.stages_dir / f"{stage}.json"
+
+    def done(self, stage: str, complete: bool = False) -> dict[str, Any] | None:
+        """The summary a finished stage left in its marker, or None; with ``complete``, None also for a stage that
+        finished with a part failing (it is tried again on the next run)."""
+        path = self.marker(stage)
+        if not path.is_file():
+            return None
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))["summary"]
+        except (json.JSONDecodeError, KeyError, UnicodeDecodeError, TypeError):
+            return None  # a damaged marker means the stage did not finish
+        return None if complete and summary.get(INCOMPLETE) else summary
+
+    def need(self, stage: str) -> dict[str, Any]:
+        summary = self.done(stage)
+        if summary is None:
+            raise StageSkipped(f"needs stage '{stage}', which has not run")
+        return summary
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    description: str
+    run: Callable[[Demo], dict[str, Any]]
+    #: Paths (relative to OUT) the stage writes, removed before it runs again.
+    outputs: tuple[str, ...] = ()
+    #: Stages whose outputs it reads (when they ran): re-running one of those re-runs this stage too.
+    after: tuple[str, ...] = ()
+
+
+def api(module: str, name: str) -> Any:
+    """Another engineer's function, or :class:`StageSkipped` naming what is missing."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise StageSkipped(f"{module} is not available ({exc})") from exc
+    if not hasattr(mod, name):
+        raise StageSkipped(f"{module}.{name} is not available yet")
+    return getattr(mod, name)
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration of the demo (other modules record runs via ``ABAW_DB``)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+# ---- stages --------------------------------------------------------------------------------------------------------
+
+def stage_synth(demo: Demo) -> dict[str, Any]:
+    generate = api("abaw.synth", "generate")
+    kwargs: dict[str, Any] = {"seed": demo.seed}
+    if demo.size.videos is not None:
+        kwargs["videos"] = demo.size.videos
+    if demo.size.frames is not None:
+        kwargs["frames"] = demo.size.frames
+    partial = demo.out / "data.partial"
+    _remove(partial)
+    summary = generate(partial, **kwargs)
+    os.replace(partial, demo.data_root)  # the data root appears whole or not at all
+    return {"data_root": str(demo.data_root), "generate": kwargs, "synth": _jsonable(summary)}
+
+
+def stage_baselines(demo: Demo) -> dict[str, Any]:
+    run_baselines = api("abaw.baselines", "run_baselines")
+    demo.need("synth")
+    run_dirs = run_baselines(demo.data_root, demo.runs / "baselines", protocol=demo.protocol)
+    runs = {track: str(path) for track, path in run_dirs.items()}
+    for path in runs.values():
+        registry.record_run(path, demo.db)
+    return {"runs": runs}
+
+#: The demo presets (``configs/<name>.json``, owned by the training engineer), one training stage each.
+DEMO_PRESETS: dict[str, str] = {"va": "demo_va", "expr": "demo_expr", "au": "demo_au", "multitask": "demo_multitask"}
+TEMPORAL_PRESET = "cnu_adl_temporal"
+
+
+def stage_prepare(demo: Demo) -> dict[str, Any]:
+    prepare_all = api("abaw.prepare", "prepare_all")
+    options = api("abaw.prepare", "PrepareOptions")
+    find_videos = api("abaw.prepare", "find_videos")
+    demo.need("synth")
+    # The synthetic set has ground-truth boxes and crops, so no detector runs: prepare writes body/context/audio.
+    results = prepare_all(find_videos(demo.data_root), demo.data_root, options(progress=False))
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise AbawError(f"prepare failed for {len(failed)} video(s); first: {failed[0].reason}", path=demo.data_root)
+    return {"videos": len(results), "done": sum(r.status == "done" for r in results)}
+
+
+def _preset_path(name: str) -> Path:
+    find_config = api("abaw.commands.train", "find_config")
+    try:
+        return Path(find_config(name))
+    except AbawError as exc:
+        raise StageSkipped(f"preset configs/{name}.json is not there yet") from exc
+
+
+def _train_config(demo: Demo, preset: str) -> dict[str, Any]:
+    resolve = api("abaw.train.config", "resolve")
+    overrides: dict[str, Any] = {"data.root": str(demo.data_root), "train.seed": demo.seed,
+                                 "train.progress": False}
+    if demo.size.epochs is not None:
+        overrides["train.epochs"] = demo.size.epochs
+    cfg = resolve(_preset_path(preset), overrides)
+    kwargs = cfg["model"]["kwargs"]
+    if kwargs.get("pretrained") is True and kwargs.get("backbone"):
+        imagenet_weights = api("abaw.models.backbones", "imagenet_weights")
+        try:  # the demo runs with ABAW_OFFLINE=1: this finds a local copy or fails, never downloads
+            imagenet_weights(kwargs["backbone"])
+        except AbawError:
+            if preset not in demo.notes:
+                demo.notes.add(preset)
+                demo.console.print(f"  [yellow]note[/yellow]: {preset}: no local copy of the ImageNet weights of "
+                                   f"{kwargs['backbone']} ($ABAW_WEIGHTS_DIR or the weights cache; the demo never "
+                                   "downloads), so it is trained from scratch")
+            cfg = resolve(cfg, {"model.kwargs.pretrained": False})
+    return cfg
+
+
+def _extract(demo: Demo, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Cache the features a cached-mode config reads (complete files are skipped, so this is cheap when done)."""
+    if cfg["data"]["mode"] != "cached":
+        return {}
+    build_model = api("abaw.train.checkpoint", "build_model")
+    extract_features = api("abaw.extract", "extract_features")
+    return extract_features(cfg, build_model(cfg), batch_size=cfg["data"]["extract_batch_size"], progress=False)
+
+
+def stage_extract(demo: Demo) -> dict[str, Any]:
+    demo.need("prepare")
+    done: dict[str, Any] = {}
+    for preset in DEMO_PRESETS.values():
+        try:
+            cfg = _train_config(demo, preset)
+        except StageSkipped:
+            continue
+        done[preset] = _jsonable(_extract(demo, cfg))
+    if not done:
+        raise StageSkipped("no demo preset (configs/demo_*.json) yet")
+    return {"presets": done}
+
+
+def _train_stage(key: str) -> Callable[[Demo], dict[str, Any]]:
+    preset = DEMO_PRESETS[key]
+
+    def run(demo: Demo) -> dict[str, Any]:
+        train = api("abaw.train.loop", "train")
+        demo.need("prepare")
+        cfg = _train_config(demo, preset)  # in cached mode the trainer extracts whatever features are missing
+        run_dir = Path(train(cfg, out=demo.runs / "train" / key, progress=False))
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        if info.get("status") != "finished":
+            raise AbawError(f"training of {preset} ended with status {info.get('status')!r}", path=run_dir)
+        return {"runs": {key: str(run_dir)}, "preset": preset, "score": info.get("score")}
+
+    return run
+
+
+def _train_runs(demo: Demo) -> dict[str, str]:
+    """Finished training runs by preset key (va, expr, au, multitask)."""
+    runs = {}
+    for key in DEMO_PRESETS:
+        summary = demo.done(f"train_{key}")
+        if summary:
+            runs[key] = summary["runs"][key]
+    return runs
+
+
+def _temporal_source(demo: Demo) -> str:
+    runs = _train_runs(demo)
+    for key in ("multitask", "expr"):  # the CNU_ADL model works from expression probabilities and embeddings
+        if key in runs:
+            return runs[key]
+    raise StageSkipped("needs the multi-task or the EXPR training run")
+
+
+def stage_evaluate(demo: Demo) -> dict[str, Any]:
+    evaluate_run = api("abaw.train.evaluate", "evaluate_run")
+    source = _temporal_source(demo)
+    # Validation outputs come with training; the temporal model also needs the training split's.
+    result = evaluate_run(source, demo.data_root, "train", plots=False)
+    return {"source": source, "train_score": result.get("score")}
+
+
+def stage_temporal(demo: Demo) -> dict[str, Any]:
+    fit_temporal = api("abaw.temporal.train", "fit_temporal")
+    load_config = api("abaw.temporal.train", "load_config")
+    evaluated = demo.need("evaluate")
+    overrides: dict[str, Any] = {"seed": demo.seed}
+    if demo.size.temporal_epochs is not None:
+        overrides["epochs"] = demo.size.temporal_epochs
+    config = load_config(_preset_path(TEMPORAL_PRESET), overrides)
+    run_dir = fit_temporal(evaluated["source"], config, demo.data_root, out_dir=demo.runs / "temporal")
+    return {"runs": {"temporal": str(run_dir)}, "source": evaluated["source"]}
+
+
+def _scored_tracks(run_dir: str) -> set[str]:
+    path = Path(run_dir) / "scores.json"
+    if not path.is_file():
+        return set()
+    return set(json.loads(path.read_text(encoding="utf-8")).get("tracks") or {})
+
+
+def _validation_videos(demo: Demo, track: str) -> int:
+    reader = api("abaw.data.affwild2", "AffWild2")
+    entries = reader(demo.data_root, protocol=demo.protocol).entries("validation", track)
+    return len({split_two_person(e.name)[0] for e in entries})
+
+
+def stage_ensemble(demo: Demo) -> dict[str, Any]:
+    ensemble_runs = api("abaw.ensemble", "ensemble_runs")
+    candidates = list(_train_runs(demo).values())
+    temporal = demo.done("temporal")
+    if temporal:
+        candidates.append(temporal["runs"]["temporal"])
+    runs: dict[str, str] = {}
+    scores: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for track in TRACKS:
+        members = [r for r in candidates if track in _scored_tracks(r)]
+        if len(members) < 2:
+            continue
+        # Smoothing is tuned by cross-validation grouped by video: it needs two validation videos at least.
+        smooth = _validation_videos(demo, track) >= 2
+        try:
+            report = ensemble_runs(members, track, "mean", smooth=smooth, data_root=demo.data_root,
+                                   out_dir=demo.runs / "ensemble")
+        except AbawError as exc:  # one track's fusion failing must not stop the demo: say so, and retry next time
+            demo.console.print(f"  [yellow]ensemble of the {track.upper()} runs failed[/yellow]: {exc}")
+            failed[track] = str(exc)
+            continue
+        runs[track] = str(report.run_dir)
+        scores[track] = {"members": report.member_scores, "fused": report.final_score, "smoothed": smooth}
+    if not runs and not failed:
+        raise StageSkipped("no track has two scored runs to fuse yet")
+    return {"runs": runs, "scores": scores, "failed": failed, INCOMPLETE: bool(failed)}
+
+
+def _all_runs(demo: Demo) -> list[str]:
+    """Every run folder the finished stages made, in stage order."""
+    runs: list[str] = []
+    for stage in STAGES:
+        summary = demo.done(stage.name)
+        if not summary:
+            continue
+        for value in (summary.get("runs") or {}).values():
+            for path in (value if isinstance(value, list) else [value]):
+                if path and path not in runs:
+                    runs.append(path)
+    return runs
+
+
+def _best_runs(demo: Demo) -> dict[str, registry.Entry]:
+    """The best recorded demo run per track (on the demo's dataset), from the database."""
+    mine = {str(Path(p).resolve()) for p in _all_runs(demo)}
+    best: dict[str, registry.Entry] = {}
+    for group in leaderboard.rank_entries(registry.query_entries(demo.db)):
+        for ranked in group.entries:
+            entry = ranked.entry
+            if entry.run_dir in mine and entry.score is not None and group.track not in best:
+                best[group.track] = entry
+    return best
+
+
+def _result_split(run_dir: Path, track: str, protocol: str) -> tuple[Path, str] | None:
+    """The run's result folder for ``track``: the test split when it wrote one, else validation."""
+    folder = get_protocol(protocol).annotation_dir(track)
+    for split in ("test", "validation"):
+        candidate = run_dir / "results" / split / folder
+        if candidate.is_dir() and any(candidate.glob("*.txt")):
+            return candidate, split
+    return None
+
+
+def stage_submissions(demo: Demo) -> dict[str, Any]:
+    validate = api("abaw.results", "validate_submission")
+    zip_submission = api("abaw.results", "zip_submission")
+    demo.need("synth")
+    best = _best_runs(demo)
+    if not best:
+        raise StageSkipped("no scored run to submit yet")
+    demo.submissions.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {}
+    for track in TRACKS:
+        entry = best.get(track)
+        if entry is None:
+            continue
+        protocol = entry.protocol or demo.protocol
+        found = _result_split(Path(entry.run_dir), track, protocol)
+        if found is None:
+            continue
+        source, split = found
+        target = demo.submissions / source.name
+        partial = demo.submissions / f".{source.name}.partial"
+        _remove(partial)
+        shutil.copytree(source, partial)
+        problems = validate(partial, demo.data_root, split, track, protocol)
+        if problems:
+            raise AbawError(f"the {track.upper()} result files of run {entry.run_id} do not validate: "
+                            + "; ".join(problems[:3]), path=source)
+        _remove(target)
+        os.replace(partial, target)
+        zip_path = zip_submission(target, demo.submissions / f"{source.name}.zip")
+        out[track] = {"run_id": entry.run_id, "kind": entry.kind, "score": entry.score, "split": split,
+                      "folder": str(target), "zip": str(zip_path), "files": len(list(target.glob("*.txt"))),
+                      "valid": True}
+    if not out:
+        raise StageSkipped("no run has result files yet")
+    return {"tracks": out}
+
+
+def stage_leaderboard(demo: Demo) -> dict[str, Any]:
+    runs = _all_runs(demo)
+    if not runs:
+        raise StageSkipped("no runs yet")
+    _prune(demo, runs)
+    for path in runs:
+        registry.record_run(path, demo.db)
+    board = leaderboard.load_leaderboard(demo.db)
+    leaderboard.write_html(board, demo.html, title="abaw demo leaderboard")
+    json_path = demo.out / "leaderboard.json"
+    write_json(json_path, leaderboard.to_json(board))
+    return {"html": str(demo.html), "json": str(json_path), "runs": {"all": runs},
+            "entries": sum(len(g.entries) for g in board.groups)}
+
+
+def _prune(demo: Demo, keep: list[str]) -> None:
+    """Forget database rows of demo runs that a re-run stage replaced (their folders are gone or superseded)."""
+    keep_resolved = {str(Path(p).resolve()) for p in keep}
+    runs_root = str(demo.runs.resolve())
+    with registry.connect(demo.db) as conn:
+        stale = [run_id for run_id, run_dir in conn.execute("SELECT run_id, run_dir FROM runs")
+                 if run_dir.startswith(runs_root) and run_dir not in keep_resolved]
+    for run_id in stale:
+        registry.delete_run(run_id, demo.db)
+
+
+_TRAIN_STAGES = tuple(f"train_{key}" for key in DEMO_PRESETS)
+_RUN_STAGES = ("baselines", *_TRAIN_STAGES, "temporal", "ensemble")
+
+STAGES: tuple[Stage, ...] = (
+    Stage("synth", "generate the synthetic Aff-Wild2", stage_synth, ("data", "data.partial")),
+    Stage("baselines", "score the baselines (training mean, majority class, AU base rates)", stage_baselines,
+          ("runs/baselines",), after=("synth",)),
+    Stage("prepare", "prepare the body, context and audio inputs", stage_prepare, after=("synth",)),
+    Stage("extract", "cache the per-frame CNN features of the demo presets", stage_extract, after=("prepare",)),
+    *(Stage(f"train_{key}", f"train the {preset} preset", _train_stage(key), (f"runs/train/{key}",),
+            after=("extract",)) for key, preset in DEMO_PRESETS.items()),
+    Stage("evaluate", "predict the training split with the temporal model's source run", stage_evaluate,
+          after=_TRAIN_STAGES),
+    Stage("temporal", "fit the temporal statistical model (CNU_ADL)", stage_temporal, ("runs/temporal",),
+          after=("evaluate",)),
+    Stage("ensemble", "fuse the runs of each track (mean, tuned smoothing)", stage_ensemble, ("runs/ensemble",),
+          after=(*_TRAIN_STAGES, "temporal")),
+    Stage("submissions", "write and validate the result files of the best run per track", stage_submissions,
+          after=_RUN_STAGES),
+    Stage("leaderboard", "record the runs and write the leaderboard", stage_leaderboard,
+          after=(*_RUN_STAGES, "submissions")),
+)
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _dependents(name: str) -> list[str]:
+    """Every stage that reads ``name``'s outputs, directly or through other stages."""
+    found: list[str] = []
+    for stage in STAGES:
+        if any(dep == name or dep in found for dep in stage.after):
+            found.append(stage.name)
+    return found
+
+
+def _invalidate_dependents(demo: Demo, name: str) -> None:
+    for later in _dependents(name):
+        _remove(demo.marker(later))
+
+
+def run_demo(out: str | Path = "abaw-demo", quick: bool = False, seed: int = 0,
+             submissions: str | Path = Path("submissions") / "demo", size: DemoSize | None = None,
+             console: Console | None = None) -> dict[str, Any]:
+    """Run (or resume) the demo; returns a summary of every stage (its state and what it made)."""
+    demo = Demo(out=Path(out).resolve(), submissions=Path(submissions).resolve(), seed=seed, quick=quick,
+                size=size or (QUICK if quick else FULL), console=console or leaderboard.make_console())
+    demo.out.mkdir(parents=True, exist_ok=True)
+    settings = demo.out / "demo.json"
+    _check_settings(demo, settings)
+    report: dict[str, Any] = {}
+    started = time.perf_counter()
+    # No download in the demo: weights are used when a local copy exists (ABAW_WEIGHTS_DIR or the cache).
+    with _env(ABAW_DB=str(demo.db), ABAW_OFFLINE="1"):
+        for index, stage in enumerate(STAGES):
+            prefix = f"[{index + 1}/{len(STAGES)}] {stage.name}"
+            summary = demo.done(stage.name, complete=True)
+            if summary is not None:
+                demo.console.print(f"{prefix}: done before, skipped")
+                report[stage.name] = {"state": "done before", "summary": summary}
+                continue
+            for rel in stage.outputs:
+                _remove(demo.out / rel)
+            demo.console.print(f"{prefix}: {stage.description} …")
+            t0 = time.perf_counter()
+            try:
+                summary = stage.run(demo)
+            except StageSkipped as exc:
+                demo.console.print(f"{prefix}: [yellow]skipped[/yellow]: {exc}")
+                report[stage.name] = {"state": "skipped", "reason": str(exc)}
+                continue
+            except AbawError as exc:  # the stages that do not need this one still run; the exit code says it failed
+                demo.console.print(f"{prefix}: [red]failed[/red]: {exc}")
+                report[stage.name] = {"state": "failed", "reason": str(exc)}
+                continue
+            seconds = round(time.perf_counter() - t0, 2)
+            _invalidate_dependents(demo, stage.name)  # their inputs changed
+            write_json(demo.marker(stage.name), {"stage": stage.name, "seconds": seconds, "summary": summary})
+            demo.console.print(f"{prefix}: done in {seconds:.1f} s")
+            report[stage.name] = {"state": "ran", "seconds": seconds, "summary": summary}
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    _finish(demo, report)
+    return report
+
+
+def _check_settings(demo: Demo, path: Path) -> None:
+    """Resuming is only sound with the same seed and size: refuse to mix them in one folder."""
+    settings = {"seed": demo.seed, "quick": demo.quick, "size": demo.size.__dict__, "protocol": demo.protocol}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            old = None
+        if old is not None and old != settings:
+            raise AbawError(f"this folder holds a demo made with other settings ({old}); use another --out or "
+                            "delete the folder", path=demo.out)
+    write_json(path, settings)
+
+
+def _finish(demo: Demo, report: dict[str, Any]) -> None:
+    """Print the leaderboard and where everything is."""
+    console = demo.console
+    if demo.db.is_file():
+        board = leaderboard.load_leaderboard(demo.db, references=False)
+        leaderboard.render_terminal(board, console)
+    console.print(f"Published scores on the real Aff-Wild2 are in the HTML page and in "
+                  f"`abaw leaderboard --db {demo.db}`.")
+    console.print("\n[bold]Where everything is[/bold]")
+    lines = [("synthetic data", demo.data_root), ("runs", demo.runs), ("runs database", demo.db),
+             ("leaderboard (HTML)", demo.html), ("result files", demo.submissions), ("stage markers", demo.stages_dir)]
+    for label, path in lines:
+        state = "" if path.exists() else "  (not made)"
+        console.print(f"  {label:20s} {path}{state}")
+    subs = (report.get("submissions") or {}).get("summary") or {}
+    for track, info in (subs.get("tracks") or {}).items():
+        console.print(f"  {track.upper():4s} submission: {info['folder']} ({info['files']} files, {info['split']} "
+                      f"split, valid) from run {info['run_id']} (score {info['score']:.4f})")
+    for state in ("skipped", "failed"):
+        names = [name for name, info in report.items() if isinstance(info, dict) and info.get("state") == state]
+        if names:
+            console.print(f"  {state} stages: {', '.join(names)} (see the messages above)")
+    console.print(f"  total time {report['seconds']:.1f} s")

@@ -1,0 +1,163 @@
+"""``abaw extract``: run each stream's CNN once over every frame and cache float16 features
+(``features/<stream>/<extractor>/<name>.npz`` with ``feats`` (n_frames, D) and ``valid`` (n_frames,)).
+
+Batched, ``torch.inference_mode``, channels_last, optional bf16 autocast; one file per name and stream, written
+atomically, so an interrupted extraction resumes by skipping the complete files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from abaw.data.sequences import SequenceVideo, load_videos
+from abaw.data.streams import IMAGE_STREAMS, StreamLoader, feature_path
+from abaw.errors import AbawError
+from abaw.fileio import save_npz
+from abaw.tasks import SPLITS, TRACKS
+
+log = logging.getLogger(__name__)
+
+#: Streams that have a CNN encoder (landmarks are used raw).
+ENCODED_STREAMS: tuple[str, ...] = IMAGE_STREAMS + ("audio",)
+#: Frames read and encoded per chunk (bounds memory on long videos).
+CHUNK = 512
+
+
+def _digest(encoder: nn.Module, spec: Any) -> str:
+    """Hash of the encoder's weights and its input preprocessing: the cache is valid only for both."""
+    h = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
+    for key, tensor in sorted(encoder.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:10]
+
+
+def extractor_names(cfg: dict[str, Any], model: nn.Module) -> dict[str, str]:
+    """Cache folder name per encoded stream of the config: ``<backbone>-<input size>-<digest of weights and input>``
+    (e.g. ``tv_mobilenet_v2-112x112-1a2b3c4d5e``)."""
+    encoders = model.stream_encoders()
+    spec = model.input_spec() if hasattr(model, "input_spec") else {}
+    base = str(cfg["model"]["kwargs"].get("backbone") or cfg["model"]["name"])
+    out = {}
+    for stream in cfg["data"]["streams"]:
+        if stream not in ENCODED_STREAMS:
+            continue
+        if stream not in encoders:
+            raise AbawError(f"model {cfg['model']['name']!r} has no encoder for stream {stream!r}")
+        sspec = dict(spec.get(stream) or {})
+        if stream in IMAGE_STREAMS and cfg["data"]["image_size"]:
+            sspec["size"] = cfg["data"]["image_size"]
+        if stream == "audio" and cfg["data"]["audio_window"]:
+            sspec["window_seconds"] = cfg["data"]["audio_window"]
+        # backbone and input size for people, a digest of the actual weights and preprocessing for correctness
+        # (the model's own "extractor" tag names how the weights were initialised, which a checkpoint load changes)
+        sspec.pop("extractor", None)
+        backbone = sspec.get("backbone") or base
+        if stream == "audio":
+            label = f"{backbone}-{sspec.get('n_mels', '')}x{sspec.get('window_seconds', '')}s"
+        else:
+            size = sspec.get("size", "")
+            label = f"{backbone}-{'x'.join(map(str, size)) if isinstance(size, (list, tuple)) else size}"
+        out[stream] = f"{label}-{_digest(encoders[stream], sspec)}".replace("/", "_")
+    return out
+
+
+def all_videos(root: str | Path, protocol: str) -> list[SequenceVideo]:
+    """Every annotation name of the data root (all splits and tracks), covering the whole video."""
+    from abaw.data.affwild2 import AffWild2
+
+    ds = AffWild2(root, protocol=protocol)
+    seen: dict[str, SequenceVideo] = {}
+    for split in SPLITS:
+        tasks = [t for t in TRACKS if ds.entries(split, t)]
+        if not tasks:
+            continue
+        for video in load_videos(ds, split, tasks, protocol):
+            video.n_frames = max(video.n_frames, video.video_frames)
+            seen.setdefault(video.name, video)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _complete(path: Path, n_frames: int) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["feats"].shape[0] == n_frames and z["valid"].shape == (n_frames,)
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+@torch.inference_mode()
+def encode_video(encoder: nn.Module, loader: StreamLoader, stream: str, video: SequenceVideo, batch_size: int,
+                 device: torch.device, bf16: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Features of every frame of one name: (n_frames, D) float16 (zeros where the stream has no input), valid."""
+    feats: np.ndarray | None = None
+    valid = np.zeros(video.n_frames, bool)
+    for start in range(0, video.n_frames, CHUNK):
+        idx = np.arange(start, min(start + CHUNK, video.n_frames))
+        inputs = loader.load(video, idx, len(idx))
+        x = inputs[stream][:, 0] if stream == "audio" and inputs[stream].ndim == 5 else inputs[stream]
+        ok = inputs[f"{stream}_valid"]
+        valid[idx] = ok
+        rows = np.flatnonzero(ok)
+        for b in range(0, len(rows), batch_size):
+            sel = rows[b:b + batch_size]
+            xb = torch.from_numpy(x[sel]).to(device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                fb = encoder(xb)
+            fb = fb.float().reshape(len(sel), -1).cpu().numpy()
+            if feats is None:
+                feats = np.zeros((video.n_frames, fb.shape[1]), np.float16)
+            feats[idx[sel]] = fb.astype(np.float16)
+    if feats is None:  # no frame had input: probe the feature size with one zero input
+        probe = torch.zeros((1,) + x.shape[1:], device=device)
+        dim = int(encoder(probe).reshape(1, -1).shape[1])
+        feats = np.zeros((video.n_frames, dim), np.float16)
+    return feats, valid
+
+
+def extract_features(cfg: dict[str, Any], model: nn.Module, streams: list[str] | None = None, batch_size: int = 64,
+                     bf16: bool = False, progress: bool = True, force: bool = False) -> dict[str, Any]:
+    """Extract every missing feature file of the config's encoded streams; returns a summary per stream."""
+    from tqdm import tqdm
+
+    from abaw.train.distributed import pick_device
+
+    root = Path(cfg["data"]["root"])
+    names = extractor_names(cfg, model)
+    wanted = [s for s in (streams or cfg["data"]["streams"]) if s in names]
+    encoders = model.stream_encoders()
+    device = pick_device(cfg["train"]["device"])
+    videos = all_videos(root, cfg["protocol"])
+    spec = model.input_spec() if hasattr(model, "input_spec") else {}
+    summary: dict[str, Any] = {}
+    for stream in wanted:
+        encoder = encoders[stream].to(device).eval()
+        if stream != "audio":
+            encoder = encoder.to(memory_format=torch.channels_last)
+        loader = StreamLoader(root, [stream], spec, mode="end2end", audio_window=cfg["data"]["audio_window"],
+                              image_size=cfg["data"]["image_size"])
+        done = skipped = frames = 0
+        t0 = time.perf_counter()
+        for video in tqdm(videos, desc=f"extract {stream}", disable=None if progress else True):
+            path = feature_path(root, stream, names[stream], video.name)
+            if not force and path.is_file() and _complete(path, video.n_frames):
+                skipped += 1
+                continue
+            feats, valid = encode_video(encoder, loader, stream, video, batch_size, device, bf16)
+            save_npz(path, feats=feats, valid=valid)
+            done += 1
+            frames += int(valid.sum())
+        summary[stream] = {"extractor": names[stream], "written": done, "skipped": skipped, "frames": frames,
+                           "folder": str(root / "features" / stream / names[stream]),
+                           "seconds": round(time.perf_counter() - t0, 2)}
+        log.info("extract %s -> %s: %d written, %d already complete", stream, names[stream], done, skipped)
+    return summary

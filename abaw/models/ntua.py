@@ -1,0 +1,25 @@
+"""The NTUA-CVSP audiovisual and contextual model (ABAW 2020/2021; seed 004) as a registered model.
+
+Face (112x112) + body (the person's box) + context (frame with the person blacked out) + audio (log-mel window per
+frame), each through its CNN (ResNet-50 by default; ``face_backbone=`` etc. change them, ``streams=`` the set),
+concatenated per frame (early fusion) -> LSTM, hidden 512 -> per-frame linear head (VA by default; ``tasks=("expr",)``
+for track 2). ``pretrained_face=PATH`` loads an AffectNet-pretrained face CNN (``--pretrained_affectnet``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from abaw.models.multistream import MultiStreamModel, build_model
+from abaw.models.registry import register_model
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "ntua_cvsp": dict(streams=("face", "body", "context", "audio"), tasks=("va",), backbone="tv_resnet50",
+                      image_size=112, body_size=112, context_size=112, fusion="early", cell_type="lstm",
+                      hidden_size=512, num_layers=1, bidirectional=False, audio_window_seconds=10.0),
+}
+
+
+@register_model
+def ntua_cvsp(**kwargs: Any) -> MultiStreamModel:
+    return build_model("ntua_cvsp", PRESETS["ntua_cvsp"], kwargs)

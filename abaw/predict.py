@@ -1,0 +1,210 @@
+"""``abaw predict``: run a trained model (or, without one, the FER2013 mini-Xception) on any video or image.
+
+Per input, ``OUT/<video>.csv`` has one row per video frame per tracked face (frames without a face included, with
+``success`` 0 and ``face_score`` 0), in py-feat / OpenFace habits: ``frame, timestamp, face_id, name, face_x, face_y,
+face_w, face_h, face_score, success, valence, arousal``, one probability column per expression (lower case),
+``expression`` (the predicted name), ``AU01``... probabilities and ``AU01_c``... 0/1 decisions. Plots and an optional
+annotated video go beside it. The detection, tracking and crops are those of ``abaw prepare`` (kept in
+``OUT/work/``, so a second run on the same video skips them).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from abaw import tasks
+from abaw.data.affwild2 import CROPS_DIR, read_boxes, write_table
+from abaw.errors import AbawError
+from abaw.fileio import write_json
+from abaw.prepare import PrepareOptions, prepare_video, video_name
+from abaw.video.decode import probe
+
+log = logging.getLogger(__name__)
+
+WORK_DIR = "work"
+NO_MODEL_NOTE = "no model given (--checkpoint): valence, arousal and AUs not predicted; expressions from FER2013"
+#: Frames per forward pass of a sequence model (long videos are cut into windows of this many frames).
+WINDOW = 64
+
+
+@dataclass
+class PredictOptions:
+    checkpoint: str | Path | None = None
+    detector: str = "yunet"
+    person: str = "yolo-fastest"
+    max_faces: int | None = None
+    au_threshold: float = 0.5
+    annotate: bool = False
+    plots: bool = True
+    force: bool = False
+    progress: bool | None = None
+
+
+class FerPredictor:
+    """Expressions from the FER2013 mini-Xception on the aligned face crops; no VA, no AUs."""
+
+    streams: tuple[str, ...] = ("face",)
+    note = NO_MODEL_NOTE
+
+    def __init__(self) -> None:
+        from abaw.fer import ExpressionClassifier
+
+        self.classifier = ExpressionClassifier()
+        self.protocol = tasks.get_protocol(None)
+        self.expr_classes: tuple[str, ...] = tasks.EXPR_CLASSES_7
+        self.au_names: tuple[str, ...] = self.protocol.au_names
+
+    def predict(self, root: Path, name: str, video: str, n_frames: int, fps: float) -> dict[str, np.ndarray]:
+        folder = root / CROPS_DIR / name
+        frames = [f for f in range(1, n_frames + 1) if (folder / tasks.CROP_PATTERN.format(f)).is_file()]
+        expr = np.full((n_frames, len(self.expr_classes)), np.nan, dtype=np.float32)
+        if frames:
+            crops = [cv2.imread(str(folder / tasks.CROP_PATTERN.format(f))) for f in frames]
+            expr[np.asarray(frames) - 1] = self.classifier.predict(crops)
+        return {"expr": expr}
+
+
+class ModelPredictor:
+    """A trained run (docs/design.md section 5) loaded with ``abaw.train.checkpoint.load_model``."""
+
+    note = ""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        try:
+            from abaw.train.checkpoint import load_model
+        except ImportError as exc:  # pragma: no cover - the training module is part of the package
+            raise AbawError(f"cannot load trained models: {exc}") from None
+        self.model, self.config = load_model(run_dir)
+        self.protocol = tasks.get_protocol(self.config.get("protocol"))
+        self.expr_classes = self.protocol.expr_classes
+        self.au_names = self.protocol.au_names
+        self.streams = tuple(self.config.get("data", {}).get("streams", ("face",)))
+        self.spec = self.model.input_spec() if hasattr(self.model, "input_spec") else {}
+        self.device = next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def predict(self, root: Path, name: str, video: str, n_frames: int, fps: float) -> dict[str, np.ndarray]:
+        from abaw.data.sequences import SequenceVideo
+        from abaw.data.streams import StreamLoader
+
+        data = self.config.get("data", {})
+        loader = StreamLoader(root, self.streams, self.spec, mode="end2end", audio_window=data.get("audio_window"),
+                              image_size=data.get("image_size"))
+        entry = SequenceVideo(name=name, video=video, n_frames=n_frames, fps=fps, video_frames=n_frames)
+        parts: dict[str, list[np.ndarray]] = {}
+        seen: list[np.ndarray] = []
+        for start in range(0, n_frames, WINDOW):
+            idx = np.arange(start, min(n_frames, start + WINDOW))
+            arrays = loader.load(entry, idx, len(idx))
+            inputs = {k: torch.from_numpy(np.asarray(v))[None].to(self.device) for k, v in arrays.items()}
+            out = self.model(inputs, torch.ones(1, len(idx), dtype=torch.bool, device=self.device))
+            valid = [np.asarray(v, bool) for k, v in arrays.items() if k.endswith("_valid")]
+            seen.append(np.logical_or.reduce(valid) if valid else np.ones(len(idx), bool))
+            if "va" in out:
+                parts.setdefault("va", []).append(out["va"][0].float().clamp(-1, 1).cpu().numpy())
+            if "expr" in out:
+                parts.setdefault("expr", []).append(torch.softmax(out["expr"][0].float(), -1).cpu().numpy())
+            if "au" in out:
+                parts.setdefault("au", []).append(torch.sigmoid(out["au"][0].float()).cpu().numpy())
+        has_input = np.concatenate(seen) if seen else np.zeros(0, bool)
+        result = {}
+        for key, chunks in parts.items():
+            values = np.concatenate(chunks).astype(np.float32)
+            values[~has_input] = np.nan  # no input of any stream: no prediction, as for a missing face
+            result[key] = values
+        return result
+
+
+def load_predictor(checkpoint: str | Path | None) -> FerPredictor | ModelPredictor:
+    return ModelPredictor(checkpoint) if checkpoint else FerPredictor()
+
+
+def frame_table(boxes: pd.DataFrame, outputs: dict[str, dict[str, np.ndarray]], predictor: Any,
+                au_threshold: float = 0.5) -> pd.DataFrame:
+    """The per-frame prediction table from the boxes table and each track's outputs (keyed by name)."""
+    expr_cols = [tasks.expr_column(c) for c in predictor.expr_classes]
+    au_cols = [tasks.au_column(a) for a in predictor.au_names]
+    parts = []
+    for name, rows in boxes.groupby("name", sort=False):
+        rows = rows.sort_values("frame")
+        n = len(rows)
+        idx = rows["frame"].to_numpy(np.int64) - 1
+        out = outputs.get(str(name), {})
+        part = rows[["frame", "timestamp", "face_id", "name", "face_x", "face_y", "face_w", "face_h",
+                     "face_score"]].reset_index(drop=True)
+        part["success"] = (part["face_score"] > 0).astype(int)
+        va = _take(out.get("va"), idx, n, 2)
+        part["valence"], part["arousal"] = va[:, 0], va[:, 1]
+        expr = _take(out.get("expr"), idx, n, len(expr_cols))
+        part[expr_cols] = expr
+        known = np.isfinite(expr).all(axis=1)
+        names = np.array([c.lower() for c in predictor.expr_classes], dtype=object)
+        part["expression"] = np.where(known, names[np.nan_to_num(expr, nan=0).argmax(axis=1)], "")
+        au = _take(out.get("au"), idx, n, len(au_cols))
+        part[au_cols] = au
+        decisions = (au >= au_threshold).astype(float)
+        decisions[~np.isfinite(au)] = np.nan
+        part[[f"{c}_c" for c in au_cols]] = decisions
+        if predictor.note:
+            part["note"] = predictor.note
+        parts.append(part)
+    table = pd.concat(parts, ignore_index=True)
+    return table.sort_values(["frame", "face_id"], kind="stable").reset_index(drop=True)
+
+
+def _take(values: np.ndarray | None, idx: np.ndarray, n: int, width: int) -> np.ndarray:
+    out = np.full((n, width), np.nan, dtype=np.float32)
+    if values is not None:
+        ok = idx < len(values)
+        out[ok] = values[idx[ok]]
+    return out
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """Output name of each input: its stem, or ``<stem>_<ext>`` where two inputs share a stem."""
+    stems = [p.stem for p in paths]
+    return [f"{p.stem}_{p.suffix.lstrip('.').lower()}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+
+
+def predict_file(path: str | Path, out_dir: str | Path, opts: PredictOptions, predictor: Any,
+                 name: str | None = None) -> dict[str, Path]:
+    """Predict one video or image (outputs named ``name``, default the stem); returns the files written."""
+    path, out_dir = Path(path), Path(out_dir)
+    video = name or video_name(path)
+    work = out_dir / WORK_DIR
+    streams = tuple(s for s in predictor.streams if s in ("face", "body", "context", "audio"))
+    if "face" not in streams:
+        streams = ("face", *streams)  # the face crops are always made: they are what the table reports
+    prep = PrepareOptions(detector=opts.detector, person=opts.person if {"body", "context"} & set(streams) else "face",
+                          streams=streams, max_faces=opts.max_faces, force=opts.force, progress=opts.progress)
+    prepare_video(path, work, prep, name=video)
+    boxes = read_boxes(work, video)
+    n_frames = int(boxes["frame"].max())
+    fps = probe(path).fps
+    outputs = {str(name): predictor.predict(work, str(name), video, n_frames, fps)
+               for name in dict.fromkeys(boxes["name"].astype(str))}
+    table = frame_table(boxes, outputs, predictor, opts.au_threshold)
+    written = {"csv": write_table(table, out_dir / f"{video}.csv")}
+    meta = {"source": str(path), "frames": n_frames, "fps": fps, "faces": sorted(set(boxes["name"].astype(str))),
+            "model": str(opts.checkpoint) if opts.checkpoint else "fer2013_mini_xception",
+            "expression_classes": list(predictor.expr_classes), "au_threshold": opts.au_threshold}
+    if predictor.note:
+        meta["note"] = predictor.note
+    if opts.plots:
+        from abaw.plots_predict import plot_predictions
+
+        written.update(plot_predictions(table, out_dir, video, predictor.expr_classes, predictor.au_names))
+    if opts.annotate:
+        from abaw.plots_predict import annotate_video
+
+        written["video"] = annotate_video(path, table, out_dir / f"{video}_annotated.mp4", fps)
+    write_json(out_dir / f"{video}.json", {**meta, "files": {k: str(v) for k, v in written.items()}})
+    return written

@@ -1,0 +1,371 @@
+"""``abaw prepare``: from videos to the model inputs of docs/design.md section 1, per video:
+
+``boxes/<video>.csv`` (detected and tracked, or kept when it exists, e.g. ground truth from ``abaw synth``),
+``cropped_aligned/<name>/%05d.jpg`` (kept when present), ``prepared/body/<name>/``, ``prepared/context/<name>/`` and
+``prepared/audio/<video>.npz``.
+
+Two streaming passes over each video keep memory bounded whatever its length: the first detects and tracks faces
+(names like Aff-Wild2's ``_left`` / ``_right`` need the whole video), the second writes the crops. Everything of a
+video is written into ``prepared/.tmp/<video>/`` and moved into place at the end; a completion marker
+``prepared/done/<video>.json`` is written last, so a crash never leaves partial outputs and a re-run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from abaw import tasks
+from abaw.align import align_face
+from abaw.audio import save_audio_features
+from abaw.data.affwild2 import BOXES_DIR, CROPS_DIR, VIDEOS_DIR, read_boxes, write_table
+from abaw.errors import AbawError
+from abaw.fileio import write_json
+from abaw.video.decode import IMAGE_EXTENSIONS, iter_frames, prefetch, probe
+from abaw.video.faces import create_detector, landmarks_from_box
+from abaw.video.inputs import body_input, context_input
+from abaw.video.persons import create_person_detector
+from abaw.video.tracking import (
+    FACE_COLUMNS,
+    LANDMARK_COLUMNS,
+    PERSON_COLUMNS,
+    FaceTracker,
+    boxes_table,
+    merge_tracks,
+    select_tracks,
+)
+
+log = logging.getLogger(__name__)
+
+PREPARED_DIR = "prepared"
+STREAMS: tuple[str, ...] = ("face", "body", "context", "audio")
+JPEG_QUALITY = 95
+
+
+@dataclass
+class PrepareOptions:
+    detector: str = "yunet"
+    person: str = "yolo-fastest"
+    streams: tuple[str, ...] = STREAMS
+    face_size: int = 112
+    body_size: int = 112
+    context_size: int = 112
+    max_faces: int | None = 2
+    force: bool = False
+    progress: bool | None = None  # None: a bar only on a terminal
+    audio: dict = field(default_factory=dict)  # keyword arguments of abaw.audio.save_audio_features
+
+
+@dataclass
+class VideoResult:
+    video: str
+    status: str  # done | skipped | failed
+    seconds: float = 0.0
+    n_frames: int = 0
+    names: list[str] = field(default_factory=list)
+    face_frames: int = 0
+    reason: str = ""
+
+
+# ---- locating inputs ------------------------------------------------------------------------------------------------
+
+def video_name(path: str | Path) -> str:
+    return Path(path).stem
+
+
+def find_videos(root: str | Path) -> list[Path]:
+    """The videos of a data root (``videos/`` and its batch sub-folders), sorted by name."""
+    folder = Path(root) / VIDEOS_DIR
+    if not folder.is_dir():
+        raise AbawError(f"not a data root: no {VIDEOS_DIR}/ folder (give video files, or a folder holding "
+                        f"{VIDEOS_DIR}/)", path=root)
+    videos = sorted((p for p in folder.rglob("*") if p.suffix.lower() in tasks.VIDEO_EXTENSIONS and p.is_file()),
+                    key=lambda p: p.stem)
+    if not videos:
+        raise AbawError(f"no {'/'.join(tasks.VIDEO_EXTENSIONS)} files under {VIDEOS_DIR}/", path=root)
+    return videos
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"2/4"`` -> (2, 4): the second of four shards (1-based)."""
+    if not text:
+        return 1, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise AbawError(f"--shard must look like i/N (e.g. 1/4), got {text!r}") from None
+    if not 1 <= i <= n:
+        raise AbawError(f"--shard {text}: i must be between 1 and N")
+    return i, n
+
+
+def shard(items: list[Path], i: int, n: int) -> list[Path]:
+    return items[i - 1::n]
+
+
+# ---- pass 1: detection and tracking ---------------------------------------------------------------------------------
+
+class Detectors:
+    """The face and person detectors, created once and shared by every video."""
+
+    def __init__(self, detector: str = "yunet", person: str = "yolo-fastest") -> None:
+        self.face = create_detector(detector)
+        self.person = create_person_detector(person)
+
+
+def detect_boxes(path: str | Path, video: str, detectors: Detectors, max_faces: int | None = 2,
+                 progress: bool | None = None) -> pd.DataFrame:
+    """Detect and track the faces of a video (or image) and return its boxes table."""
+    meta = probe(path)
+    tracker = FaceTracker()
+    persons: dict[int, list] = {}
+    n_frames = 0
+    frames = prefetch(iter_frames(path))
+    for frame in tqdm(frames, total=meta.n_frames or None, desc=f"detect {video}", unit="frame", leave=False,
+                      disable=_no_bar(progress)):
+        n_frames = frame.index
+        faces = detectors.face.detect(frame.image)
+        if faces:
+            tracker.update(frame.index, faces)
+            persons[frame.index] = detectors.person.detect(frame.image)
+    tracks = select_tracks(merge_tracks(tracker.tracks), n_frames, max_faces=max_faces)
+    return boxes_table(video, n_frames, meta.fps, meta.width, meta.height, tracks, persons)
+
+
+def _no_bar(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress
+
+
+# ---- pass 2: crops, body and context ----------------------------------------------------------------------------------
+
+def _track_arrays(boxes: pd.DataFrame, n_frames: int) -> dict[str, dict[str, np.ndarray]]:
+    """Per name: face boxes, landmarks, scores and person boxes as arrays indexed by ``frame - 1``."""
+    out = {}
+    for name, part in boxes.groupby("name", sort=False):
+        part = part[(part["frame"] >= 1) & (part["frame"] <= n_frames)]
+        idx = part["frame"].to_numpy(dtype=np.int64) - 1
+        arrays = {"face": np.full((n_frames, 4), np.nan), "lms": np.full((n_frames, 10), np.nan),
+                  "score": np.zeros(n_frames), "person": np.full((n_frames, 4), np.nan)}
+        arrays["face"][idx] = part[FACE_COLUMNS].to_numpy(dtype=np.float64)
+        arrays["lms"][idx] = part[LANDMARK_COLUMNS].to_numpy(dtype=np.float64)
+        arrays["score"][idx] = part["face_score"].fillna(0).to_numpy(dtype=np.float64)
+        arrays["person"][idx] = part[PERSON_COLUMNS].to_numpy(dtype=np.float64)
+        out[str(name)] = arrays
+    return out
+
+
+def face_landmarks(box: np.ndarray, lms: np.ndarray) -> np.ndarray | None:
+    """The 5 landmarks of a face row, estimated from its box when the table has none; None without a face."""
+    if np.isfinite(lms).all():
+        return lms.reshape(5, 2).astype(np.float32)
+    if np.isfinite(box).all() and box[2] > 0 and box[3] > 0:
+        return landmarks_from_box(box)
+    return None
+
+
+def write_inputs(path: str | Path, boxes: pd.DataFrame, out: dict[str, Path], opts: PrepareOptions,
+                 face_names: Iterable[str], progress: bool | None = None) -> tuple[int, int]:
+    """Second pass: aligned face crops of ``face_names`` and body/context inputs into the folders of ``out``
+    (keys ``face``, ``body``, ``context``; each gets ``<name>/%05d.jpg``). Returns (frames, face crops written)."""
+    face_names = set(face_names)
+    n_frames = int(boxes["frame"].max()) if len(boxes) else 0
+    tracks = _track_arrays(boxes, n_frames)
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    decoded = crops = 0
+    frames = prefetch(iter_frames(path, max_frames=n_frames or None))
+    for frame in tqdm(frames, total=n_frames or None, desc=f"crops {video_name(path)}", unit="frame", leave=False,
+                      disable=_no_bar(progress)):
+        decoded = frame.index
+        i = frame.index - 1
+        filename = tasks.CROP_PATTERN.format(frame.index)
+        for name, arr in tracks.items():
+            if "face" in out and name in face_names and arr["score"][i] > 0:
+                lms = face_landmarks(arr["face"][i], arr["lms"][i])
+                if lms is not None:
+                    try:
+                        crop = align_face(frame.image, lms, opts.face_size)
+                    except ValueError:  # degenerate landmarks: no crop for this frame
+                        crop = None
+                    if crop is not None:
+                        cv2.imwrite(str(out["face"] / name / filename), crop, params)
+                        crops += 1
+            person = arr["person"][i]
+            if not np.isfinite(person).all():
+                continue
+            if "body" in out:
+                cv2.imwrite(str(out["body"] / name / filename), body_input(frame.image, person, opts.body_size), params)
+            if "context" in out:
+                cv2.imwrite(str(out["context"] / name / filename),
+                            context_input(frame.image, person, opts.context_size), params)
+    return decoded, crops
+
+
+# ---- one video --------------------------------------------------------------------------------------------------------
+
+def marker_path(out_root: Path, video: str) -> Path:
+    return out_root / PREPARED_DIR / "done" / f"{video}.json"
+
+
+def _nonempty_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Move ``src`` onto ``dst`` (a file or a folder), replacing what was there."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_dir() and not dst.is_symlink():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def source_id(path: Path) -> dict:
+    """What identifies an input file in a completion marker (a different file of the same name is redone)."""
+    stat = path.stat()
+    return {"source": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def is_prepared(path: Path, out_root: Path, video: str) -> bool:
+    marker = marker_path(out_root, video)
+    if not marker.is_file():
+        return False
+    try:
+        done = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return all(done.get(k) == v for k, v in source_id(path).items())
+
+
+def prepare_video(path: str | Path, out_root: str | Path, opts: PrepareOptions, detectors: Detectors | None = None,
+                  get_detectors: Callable[[], Detectors] | None = None, name: str | None = None) -> VideoResult:
+    """Prepare one video into ``out_root`` under ``name`` (default: the file's stem); skipped when its completion
+    marker names this same file (unless ``opts.force``). A marker of another file of that name means redo all."""
+    path, out_root = Path(path), Path(out_root)
+    video = name or video_name(path)
+    marker = marker_path(out_root, video)
+    if not opts.force and is_prepared(path, out_root, video):
+        return VideoResult(video, "skipped")
+    if marker.is_file():  # another source file under this name: its outputs must not be reused
+        opts = replace(opts, force=True)
+    start = time.perf_counter()
+    tmp = out_root / PREPARED_DIR / ".tmp" / video
+    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a crashed run
+    tmp.mkdir(parents=True)
+    try:
+        boxes_path = out_root / BOXES_DIR / f"{video}.csv"
+        have_boxes = boxes_path.is_file() and not opts.force
+        if have_boxes:
+            boxes = read_boxes(out_root, video)
+        else:
+            if detectors is None:
+                detectors = get_detectors() if get_detectors else Detectors(opts.detector, opts.person)
+            boxes = detect_boxes(path, video, detectors, opts.max_faces, opts.progress)
+            write_table(boxes, tmp / "boxes.csv")
+        names = list(dict.fromkeys(boxes["name"].astype(str)))
+        face_names = [n for n in names if opts.force or not _nonempty_dir(out_root / CROPS_DIR / n)]
+        folders: dict[str, Path] = {}
+        if "face" in opts.streams and face_names:
+            folders["face"] = tmp / "face"
+        for stream in ("body", "context"):
+            if stream in opts.streams:
+                folders[stream] = tmp / stream
+        for stream, folder in folders.items():
+            for name in face_names if stream == "face" else names:
+                (folder / name).mkdir(parents=True, exist_ok=True)
+        n_frames, n_crops = int(boxes["frame"].max()) if len(boxes) else 0, 0
+        if folders:
+            n_frames, n_crops = write_inputs(path, boxes, folders, opts, face_names, opts.progress)
+        if "audio" in opts.streams:
+            if probe(path).is_image:
+                pass  # a still image has no sound
+            else:
+                save_audio_features(path, tmp / "audio.npz", **opts.audio)
+        # Commit: move everything into place, the completion marker last.
+        if not have_boxes:
+            _replace(tmp / "boxes.csv", boxes_path)
+        for stream, folder in folders.items():
+            for name in face_names if stream == "face" else names:
+                dst = (out_root / CROPS_DIR / name if stream == "face"
+                       else out_root / PREPARED_DIR / stream / name)
+                _replace(folder / name, dst)
+        if (tmp / "audio.npz").is_file():
+            _replace(tmp / "audio.npz", out_root / PREPARED_DIR / "audio" / f"{video}.npz")
+        face_frames = int((boxes["face_score"] > 0).sum())
+        result = VideoResult(video, "done", time.perf_counter() - start, n_frames, names, face_frames)
+        write_json(marker, {**asdict(result), **source_id(path), "boxes": "given" if have_boxes else "detected",
+                            "options": {k: v for k, v in asdict(opts).items() if k != "progress"}})
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- many videos ------------------------------------------------------------------------------------------------------
+
+def resolve_inputs(inputs: list[str | Path], out: str | Path | None) -> tuple[list[Path], Path]:
+    """(videos, output root): a single folder is a data root (outputs inside it unless ``out``); else video files."""
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise AbawError("give a data root or video files")
+    if len(paths) == 1 and paths[0].is_dir():
+        return find_videos(paths[0]), Path(out) if out else paths[0]
+    for p in paths:
+        if p.is_dir():
+            raise AbawError("give either one data root or video files, not a mix", path=p)
+        if not p.is_file():
+            raise AbawError("no such file", path=p)
+        if p.suffix.lower() not in (*tasks.VIDEO_EXTENSIONS, ".mov", ".mkv", ".webm", ".m4v", *IMAGE_EXTENSIONS):
+            raise AbawError(f"not a video or image file name ({p.suffix or 'no extension'})", path=p)
+    if not out:
+        raise AbawError("give --out DIR when preparing video files")
+    stems = [p.stem for p in paths]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise AbawError(f"two inputs share the name {dupes[0]!r}; outputs are named by file stem")
+    return paths, Path(out)
+
+
+def prepare_all(videos: list[Path], out_root: Path, opts: PrepareOptions,
+                report: Callable[[VideoResult], None] | None = None) -> list[VideoResult]:
+    """Prepare every video; a failing video is recorded with its reason and the others go on."""
+    detectors: list[Detectors] = []
+
+    def get_detectors() -> Detectors:  # created on first need: a resumed run of finished videos loads nothing
+        if not detectors:
+            detectors.append(Detectors(opts.detector, opts.person))
+        return detectors[0]
+
+    results = []
+    bar_off = True if len(videos) < 2 else _no_bar(opts.progress)
+    for path in tqdm(videos, desc="prepare", unit="video", disable=bar_off):
+        try:
+            result = prepare_video(path, out_root, opts, get_detectors=get_detectors)
+        except AbawError as exc:
+            result = VideoResult(video_name(path), "failed", reason=str(exc))
+        except (OSError, ValueError, RuntimeError, cv2.error) as exc:
+            result = VideoResult(video_name(path), "failed", reason=f"{path}: {type(exc).__name__}: {exc}")
+        results.append(result)
+        if report:
+            report(result)
+    return results
+
+
+def summary(results: list[VideoResult]) -> dict:
+    return {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+
+
+def results_json(results: list[VideoResult]) -> str:
+    return json.dumps([asdict(r) for r in results], indent=2)

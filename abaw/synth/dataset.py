@@ -1,0 +1,189 @@
+"""``generate``: plan a synthetic Aff-Wild2 (videos, two-person videos, splits and tracks per video), render the
+videos (in parallel worker processes when large), and write the annotations in the chosen layout."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from abaw import tasks
+from abaw.errors import AbawError
+from abaw.fileio import write_json, write_text
+from abaw.synth.defaults import DEFAULTS
+from abaw.synth.render import PersonLabels, VideoSpec, names_for, render_video
+from abaw.synth.writer import write_annotation, write_mtl
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "synth.json"
+#: Folders the generator owns inside its output (cleared when regenerating over an earlier synthetic set).
+OWNED = ("videos", "cropped_aligned", "annotations", "boxes", "test_set")
+
+
+def _plan_splits(rng: np.random.Generator, n: int) -> list[str]:
+    """Split per video (same for every track, so no video leaks between splits): train / validation / test."""
+    if n == 1:
+        return ["train"]
+    n_test = n // 6
+    n_val = max(1, int(round(0.25 * n)))
+    n_train = n - n_test - n_val
+    order = rng.permutation(n)
+    split = [""] * n
+    for rank, i in enumerate(order):
+        split[i] = "train" if rank < n_train else "validation" if rank < n_train + n_val else "test"
+    return split
+
+
+def _plan_tracks(rng: np.random.Generator, split: list[str]) -> list[set[str]]:
+    """Which tracks annotate (or, for test videos, list) each video: most videos are in most tracks, not all."""
+    n = len(split)
+    member = [{t for t in tasks.TRACKS if rng.random() < 0.8} for _ in range(n)]
+    for s in ("train", "validation", "test"):
+        idx = [i for i in range(n) if split[i] == s]
+        if not idx:
+            continue
+        for t in tasks.TRACKS:
+            if not any(t in member[i] for i in idx):
+                member[int(rng.choice(idx))].add(t)
+    for i in range(n):
+        if not member[i]:
+            member[i].add(tasks.TRACKS[int(rng.integers(len(tasks.TRACKS)))])
+    return member
+
+
+def _video_name(i: int, fps: float, width: int, height: int) -> str:
+    return f"s{i + 1:03d}-{fps:g}-{width}x{height}"
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not (out / SUMMARY_FILE).exists() and not overwrite:
+            raise AbawError("folder exists and is not a synthetic set; choose an empty folder", path=out)
+        for d in OWNED:
+            if (out / d).exists():
+                shutil.rmtree(out / d)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def track_labels(track: str, person: PersonLabels, protocol: tasks.Protocol) -> np.ndarray:
+    """The annotation of one name for one track, with the invalid markers of frames without face or label."""
+    invalid = ~person.face | person.missing[track]
+    if track == "va":
+        lab = person.va.copy()
+        lab[invalid] = tasks.VA_INVALID
+    elif track == "expr":
+        lab = person.expr.copy()
+        lab[lab >= protocol.n_expr] = tasks.EXPR_INVALID  # "Other" is not a class before 2022: left unannotated
+        lab[invalid] = tasks.EXPR_INVALID
+    else:
+        lab = person.au.copy()
+        lab[invalid] = tasks.AU_INVALID
+    return lab
+
+
+def generate(out: str | Path, videos: int = DEFAULTS["videos"], frames: int = DEFAULTS["frames"], seed: int = 0,
+             layout: str = "abaw2021", fps: float = DEFAULTS["fps"], size: tuple[int, int] = DEFAULTS["size"],
+             workers: int | None = None, overwrite: bool = False) -> dict:
+    """Write a synthetic Aff-Wild2 to ``out`` in the real layout (docs/design.md section 1); returns a summary.
+
+    ``layout`` is ``abaw2021`` (7 expressions, ``VA_Set`` ...) or ``abaw2022`` (8 expressions with Other, the
+    challenge folder names and the multi-task CSV). ``size`` is (width, height), both even. ``workers`` processes
+    render videos in parallel (default: 2 for large sets, 1 for small ones).
+    """
+    if layout not in tasks.LAYOUTS:
+        raise AbawError(f"unknown layout {layout!r}; choose one of {', '.join(tasks.LAYOUTS)}")
+    width, height = int(size[0]), int(size[1])
+    if videos < 1 or frames < 8:
+        raise AbawError(f"need at least 1 video of at least 8 frames (got {videos} videos of {frames} frames)")
+    if width % 2 or height % 2 or width < 96 or height < 72:
+        raise AbawError(f"size must be even and at least 96x72 (got {width}x{height})")
+    if not 1.0 <= fps <= 120.0:
+        raise AbawError(f"fps must be between 1 and 120 (got {fps})")
+    protocol = tasks.get_protocol("abaw2022" if layout == "abaw2022" else "abaw2021")
+    out = Path(out)
+    _prepare_out(out, overwrite)
+    started = time.perf_counter()
+
+    rng = np.random.default_rng([seed, 0x5EED])
+    split = _plan_splits(rng, videos)
+    member = _plan_tracks(rng, split)
+    labelled = [i for i in range(videos) if split[i] != "test"]
+    two = set()
+    if videos >= 3:
+        n_two = max(1, int(round(0.12 * videos)))
+        train_idx = [i for i in labelled if split[i] == "train"]
+        two.add(int(rng.choice(train_idx)))
+        rest = [i for i in range(videos) if i not in two]
+        two.update(int(i) for i in rng.choice(rest, size=min(len(rest), n_two - 1), replace=False))
+    # guarantee frames without a face in both labelled splits, even for tiny sets
+    force = {min(i for i in labelled if split[i] == s) for s in ("train", "validation") if s in split}
+    specs = [VideoSpec(video=_video_name(i, fps, width, height), seed=(seed, i), frames=frames, fps=fps, width=width,
+                       height=height, two_person=i in two, force_noface=i in force) for i in range(videos)]
+    for s in specs:
+        s.names = names_for(s.video, s.two_person)
+
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if videos * frames >= 2000 else 1
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(render_video, [out] * videos, specs))
+    else:
+        results = [render_video(out, s) for s in specs]
+
+    counts = {t: {"train": 0, "validation": 0, "test": 0} for t in tasks.TRACKS}
+    frames_valid = {t: {"train": 0, "validation": 0} for t in tasks.TRACKS}
+    test_names: dict[str, list[str]] = {t: [] for t in tasks.TRACKS}
+    mtl: dict[str, list] = {"train": [], "validation": []}
+    for i, people in enumerate(results):
+        for person in people:
+            if split[i] == "test":
+                for t in sorted(member[i]):
+                    test_names[t].append(person.name)
+                    counts[t]["test"] += 1
+                continue
+            per_track = {}
+            for t in tasks.TRACKS:
+                lab = track_labels(t, person, protocol)
+                per_track[t] = lab
+                if t not in member[i]:
+                    continue
+                path = (out / "annotations" / protocol.annotation_dir(t) / tasks.SPLIT_DIRS[split[i]]
+                        / f"{person.name}.txt")
+                write_annotation(path, t, lab, protocol)
+                counts[t][split[i]] += 1
+                valid = lab != tasks.INVALID[t] if lab.ndim == 1 else (lab != tasks.INVALID[t]).all(axis=1)
+                frames_valid[t][split[i]] += int(valid.sum())
+            if layout == "abaw2022":
+                fr = np.flatnonzero(person.face)
+                va = per_track["va"] if "va" in member[i] else np.full((frames, 2), tasks.VA_INVALID)
+                ex = per_track["expr"] if "expr" in member[i] else np.full(frames, tasks.EXPR_INVALID)
+                au = per_track["au"] if "au" in member[i] else np.full((frames, 12), tasks.AU_INVALID)
+                mtl[split[i]].append((person.name, fr + 1, va[fr], ex[fr], au[fr]))
+    for t in tasks.TRACKS:
+        write_text(out / "test_set" / f"{t}.txt", "".join(f"{name}\n" for name in test_names[t]))
+    if layout == "abaw2022":
+        for s, rows in mtl.items():
+            write_mtl(out / "annotations" / "MTL" / tasks.MTL_FILES[s], rows, protocol)
+
+    n_faces = sum(int(p.face.sum()) for people in results for p in people)
+    summary = {
+        "out": str(out), "layout": layout, "protocol": protocol.name, "seed": seed, "videos": videos,
+        "frames_per_video": frames, "fps": fps, "size": [width, height],
+        "two_person_videos": sorted(specs[i].video for i in two),
+        "names": sum(len(s.names) for s in specs),
+        "face_frames": n_faces, "name_frames": sum(len(s.names) for s in specs) * frames,
+        "splits": {specs[i].video: split[i] for i in range(videos)},
+        "tracks": {specs[i].video: sorted(member[i]) for i in range(videos)},
+        "annotation_files": counts, "valid_label_frames": frames_valid,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    write_json(out / SUMMARY_FILE, summary)
+    log.debug("synthetic Aff-Wild2: %d videos x %d frames (%s) in %s in %.1f s", videos, frames, layout, out,
+             summary["seconds"])
+    return summary

@@ -1,0 +1,368 @@
+"""Fit and evaluate a temporal statistical run on a trained per-frame run's outputs.
+
+The source run's train-split outputs (and embeddings, when present and wanted) train the model; its validation
+outputs evaluate it. The result is a run folder of kind ``temporal`` (docs/design.md section 5).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from abaw import tasks
+from abaw.errors import AbawError
+from abaw.fileio import append_jsonl, atomic_path, write_json
+from abaw.runio import (
+    Run,
+    config_hash,
+    finish_run,
+    labels_for_rows,
+    load_labels,
+    load_run,
+    read_json,
+    run_info,
+    score,
+    track_columns,
+    video_slices,
+    write_predictions,
+    write_results,
+)
+from abaw.temporal.model import TemporalStatModel
+from abaw.temporal.stats import BLOCKS, block_windows, carry_index, check_stats, video_block_stats
+
+log = logging.getLogger(__name__)
+
+#: Every config key and its default. ``inputs``/``tasks`` None = every track the source run predicts.
+DEFAULTS: dict[str, Any] = {
+    "name": "cnu_adl_temporal",
+    "block": 16,
+    "stats": ["max", "min", "mean"],
+    "quantiles": [],
+    "inputs": None,
+    "tasks": None,
+    "use_embedding": "auto",  # true, false, or "auto" (when the source run has embeddings)
+    "face_frames_only": True,  # blocks skip frames without a face crop (when the data root has crops)
+    "variant": "mlp",  # mlp or bilstm
+    "hidden": 256,
+    "lstm_hidden": 32,
+    "dropout": 0.3,
+    "aux_weight": 0.5,
+    "epochs": 30,
+    "patience": 8,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "seed": 0,
+    "device": None,  # None = cuda when available, else cpu
+}
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, then the JSON preset at ``path``, then ``overrides``; unknown keys and bad values are errors."""
+    config = copy.deepcopy(DEFAULTS)
+    sources: list[tuple[dict[str, Any], Path | None]] = []
+    if path is not None:
+        sources.append((read_json(Path(path)), Path(path)))
+    if overrides:
+        sources.append((overrides, None))
+    for data, where in sources:
+        for key, value in data.items():
+            if key not in DEFAULTS:
+                raise AbawError(f"unknown temporal config key {key!r}; known: {', '.join(DEFAULTS)}", path=where)
+            config[key] = value
+    _check(config, path)
+    return config
+
+
+def _check(config: dict[str, Any], path: str | Path | None) -> None:
+    try:
+        check_stats(tuple(config["stats"]), tuple(config["quantiles"]))
+    except ValueError as exc:
+        raise AbawError(str(exc), path=path) from None
+    if not isinstance(config["block"], int) or config["block"] < 1:
+        raise AbawError(f"block must be a positive integer (the paper uses {BLOCKS}), got {config['block']!r}",
+                        path=path)
+    if config["variant"] not in ("mlp", "bilstm"):
+        raise AbawError(f"variant must be mlp or bilstm, got {config['variant']!r}", path=path)
+    if config["use_embedding"] not in (True, False, "auto"):
+        raise AbawError(f"use_embedding must be true, false or \"auto\", got {config['use_embedding']!r}", path=path)
+    for key in ("inputs", "tasks"):
+        for track in config[key] or []:
+            if track not in tasks.TRACKS:
+                raise AbawError(f"{key} lists unknown track {track!r}; choose from {', '.join(tasks.TRACKS)}",
+                                path=path)
+    if not isinstance(config["face_frames_only"], bool):
+        raise AbawError(f"face_frames_only must be true or false, got {config['face_frames_only']!r}", path=path)
+    for key in ("hidden", "lstm_hidden", "epochs", "batch_size"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise AbawError(f"{key} must be a positive integer, got {config[key]!r}", path=path)
+
+
+# ---- data ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SplitData:
+    keys: pd.DataFrame
+    x: np.ndarray  # (n, D) features, statistics first
+    seq: np.ndarray | None  # (n, block, k) for the BiLSTM
+    lengths: np.ndarray | None
+    targets: dict[str, np.ndarray]  # track -> labels of each row (invalid markers kept)
+    n_frames: dict[str, dict[str, int]]  # track -> name -> label lines
+
+
+def _present_tracks(df: pd.DataFrame, protocol: str) -> list[str]:
+    return [t for t in tasks.TRACKS if all(c in df.columns for c in track_columns(t, protocol))]
+
+
+def build_split(source: Run, split: str, config: dict[str, Any], data_root: str | Path, protocol: str,
+                inputs: list[str], task_list: list[str], use_embedding: bool) -> SplitData:
+    """Features and targets of one split: [block statistics, embedding, current outputs] per predicted frame."""
+    columns = [c for t in inputs for c in track_columns(t, protocol)]
+    df = source.predictions(split, columns)
+    values = df[columns].to_numpy(dtype=np.float64)
+    valid = ~np.isnan(values).any(axis=1)
+    df, values = df[valid].reset_index(drop=True), values[valid]
+    names = df["name"].to_numpy(dtype=str)
+    face = _face_frames(data_root, protocol, df) if config["face_frames_only"] else np.ones(len(df), bool)
+    carry = carry_index(names, face)
+    stats = video_block_stats(values, names, config["block"], config["stats"], config["quantiles"], valid=face)
+    parts = [stats[carry]]
+    if use_embedding:
+        parts.append(_embeddings(source, split, df))
+    parts.append(values)
+    seq = lengths = None
+    if config["variant"] == "bilstm":
+        seq, lengths = block_windows(values, names, config["block"], valid=face)
+        seq, lengths = seq[carry], lengths[carry]
+    targets, n_frames = {}, {}
+    for track in task_list:
+        labels = load_labels(data_root, split, track, protocol)
+        targets[track] = labels_for_rows(df, labels, track, protocol)
+        n_frames[track] = {n: len(lab) for n, lab in labels.items()}
+    x = np.concatenate(parts, axis=1).astype(np.float32)
+    return SplitData(df[["name", "frame"]], x, seq, lengths, targets, n_frames)
+
+
+def _face_frames(data_root: str | Path, protocol: str, df: pd.DataFrame) -> np.ndarray:
+    """True for rows whose frame has a face crop; a video without a crop folder (or without any crop) counts as
+    all faces, so a root without crops changes nothing."""
+    from abaw.data.affwild2 import AffWild2
+
+    ds = AffWild2(data_root, protocol=protocol)
+    face = np.ones(len(df), dtype=bool)
+    frames = df["frame"].to_numpy()
+    for name, s, e in video_slices(df["name"]):
+        if not ds.crop_path(name, 1).parent.is_dir():
+            continue
+        mask = ds.crop_mask(name, int(frames[s:e].max()))[frames[s:e] - 1]
+        if mask.any():
+            face[s:e] = mask
+    return face
+
+
+def _embeddings(source: Run, split: str, df: pd.DataFrame) -> np.ndarray:
+    rows = []
+    for name, group in df.groupby("name", sort=True):  # df is sorted by name, so groups come in row order
+        emb = source.embedding(split, str(name))
+        frames = group["frame"].to_numpy()
+        if frames.max() > len(emb):
+            raise AbawError(f"run {source.run_id}: embedding of video {name} has {len(emb)} frames but frame "
+                            f"{frames.max()} is predicted", path=source.path / "embeddings" / split / f"{name}.npy")
+        rows.append(emb[frames - 1])
+    return np.concatenate(rows).astype(np.float64)
+
+
+# ---- training ------------------------------------------------------------------------------------------------
+
+
+def _ccc_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    pm, tm = pred.mean(0), true.mean(0)
+    pv, tv = pred.var(0, unbiased=False), true.var(0, unbiased=False)
+    cov = ((pred - pm) * (true - tm)).mean(0)
+    return (1 - 2 * cov / (pv + tv + (pm - tm) ** 2 + 1e-8)).mean()
+
+
+def _loss(out: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor], aux_weight: float) -> torch.Tensor:
+    total = torch.zeros((), device=next(iter(out.values())).device)
+    if "va" in tgt:
+        ok = (tgt["va"] > tasks.VA_INVALID).all(dim=1)
+        if ok.sum() >= 2:
+            total = total + _ccc_loss(out["va"][ok], tgt["va"][ok])
+    if "expr" in tgt:
+        y = tgt["expr"].reshape(-1).long()
+        ok = y >= 0
+        if ok.any():
+            total = total + F.cross_entropy(out["expr"][ok], y[ok])
+            if "aux" in out:
+                total = total + aux_weight * F.cross_entropy(out["aux"][ok], y[ok])
+    if "au" in tgt:
+        ok = (tgt["au"] == 0) | (tgt["au"] == 1)
+        if ok.any():
+            total = total + F.binary_cross_entropy_with_logits(out["au"][ok], tgt["au"][ok])
+    return total
+
+
+def _outputs(model: TemporalStatModel, data: SplitData, device: torch.device, batch: int = 4096
+             ) -> dict[str, np.ndarray]:
+    model.eval()
+    chunks: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for s in range(0, len(data.x), batch):
+            out = model(*_inputs(data, slice(s, s + batch), device))
+            for key, val in out.items():
+                if key == "expr":
+                    val = val.softmax(dim=1)
+                elif key == "au":
+                    val = val.sigmoid()
+                chunks.setdefault(key, []).append(val.cpu().numpy())
+    return {k: np.concatenate(v) for k, v in chunks.items() if k != "aux"}
+
+
+def _inputs(data: SplitData, rows: Any, device: torch.device) -> tuple[torch.Tensor, ...]:
+    x = torch.from_numpy(data.x[rows]).to(device)
+    if data.seq is None:
+        return (x,)
+    return x, torch.from_numpy(data.seq[rows]).to(device), torch.from_numpy(data.lengths[rows])
+
+
+def _scores(outputs: dict[str, np.ndarray], data: SplitData, protocol: str) -> dict[str, dict[str, Any]]:
+    result = {}
+    for track, true in data.targets.items():
+        rows = data.keys["name"].isin(list(data.n_frames[track])).to_numpy()
+        if not rows.any():
+            continue
+        result[track] = score(track, outputs[track][rows], true[rows], protocol)
+    return result
+
+
+def fit_temporal(source_dir: str | Path, config: dict[str, Any], data_root: str | Path | None = None,
+                 out_dir: str | Path = "runs", force: bool = False) -> Path:
+    """Train the temporal statistical model on ``source_dir``'s outputs; returns the new run folder.
+
+    A finished run with the same source and config is reused unless ``force``.
+    """
+    source = load_run(source_dir)
+    protocol = source.protocol
+    data_root = data_root or source.data_root
+    if data_root is None:
+        raise AbawError(f"run {source.run_id} records no data root; pass --data-root", path=source.path)
+    for split in ("train", "validation"):
+        if not source.predictions_path(split).is_file():
+            raise AbawError(f"run {source.run_id} has no {split}-split predictions; make them with "
+                            f"`abaw evaluate {source.path} --split {split}`", path=source.predictions_path(split))
+    train_df = source.predictions("train")
+    present = _present_tracks(train_df, protocol)
+    inputs = list(config["inputs"] or present)
+    task_list = list(config["tasks"] or present)
+    for key, chosen in (("inputs", inputs), ("tasks", task_list)):
+        missing = [t for t in chosen if t not in present]
+        if missing or not chosen:
+            raise AbawError(f"run {source.run_id} predicts {present or 'no track'}; the config's {key} need "
+                            f"{missing or 'at least one track'}", path=source.predictions_path("train"))
+    use_embedding = bool(config["use_embedding"]) if config["use_embedding"] != "auto" else (
+        source.has_embeddings("train") and source.has_embeddings("validation"))
+    resolved = {**config, "inputs": inputs, "tasks": task_list, "use_embedding": use_embedding,
+                "source": source.run_id, "protocol": protocol, "data_root": str(Path(data_root).resolve())}
+    run_id = f"temporal-{config['variant']}-{source.run_id}-{config_hash(resolved)[:8]}"
+    run_dir = Path(out_dir) / run_id
+    if not force and (run_dir / "run.json").is_file() and read_json(run_dir / "run.json").get("status") == "finished":
+        log.info("temporal run %s is already finished; reusing it (--force retrains)", run_dir)
+        return run_dir
+
+    torch.manual_seed(int(config["seed"]))
+    rng = np.random.default_rng(int(config["seed"]))
+    device = torch.device(config["device"] or ("cuda" if torch.cuda.is_available() else "cpu"))
+    log.info("temporal: loading %s outputs of run %s", "/".join(inputs), source.run_id)
+    train = build_split(source, "train", config, data_root, protocol, inputs, task_list, use_embedding)
+    val = build_split(source, "validation", config, data_root, protocol, inputs, task_list, use_embedding)
+    mean, std = train.x.mean(axis=0), train.x.std(axis=0) + 1e-6
+    train.x = (train.x - mean) / std
+    val.x = (val.x - mean) / std
+    proto = tasks.get_protocol(protocol)
+    k_in = sum(len(track_columns(t, protocol)) for t in inputs)
+    stats_dim = k_in * (len(config["stats"]) + len(config["quantiles"]))
+    model = TemporalStatModel(
+        train.x.shape[1], stats_dim, n_expr=proto.n_expr if "expr" in task_list else 0,
+        n_au=proto.n_au if "au" in task_list else 0, va="va" in task_list, hidden=config["hidden"],
+        dropout=float(config["dropout"]), variant=config["variant"], seq_dim=k_in,
+        lstm_hidden=config["lstm_hidden"]).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(config["lr"]), weight_decay=float(config["weight_decay"]))
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    write_json(run_dir / "config.json", resolved)
+    n_params = sum(p.numel() for p in model.parameters())
+    info = run_info(run_id, "temporal", resolved, data_root=data_root, protocol=protocol, tracks=task_list,
+                    model=f"cnu_adl_temporal_{config['variant']}", n_params=n_params, members=None,
+                    streams=list(source.info.get("streams") or []))
+    info["source"] = source.run_id
+    write_json(run_dir / "run.json", info)
+
+    labelled = np.zeros(len(train.x), dtype=bool)
+    for track, true in train.targets.items():
+        labelled |= (true > tasks.INVALID[track]).all(axis=1) if track != "au" else ((true == 0) | (true == 1)).any(1)
+    fit_rows = np.flatnonzero(labelled)
+    if len(fit_rows) == 0:
+        raise AbawError(f"no train frame of run {source.run_id} has a valid label for {task_list}")
+    tgt_all = {t: torch.from_numpy(v.astype(np.float32)) for t, v in train.targets.items()}
+    best_sel, best_state, bad_epochs, t0 = -np.inf, None, 0, time.perf_counter()
+    for epoch in range(1, int(config["epochs"]) + 1):
+        model.train()
+        order = rng.permutation(fit_rows)
+        losses = []
+        for s in range(0, len(order), int(config["batch_size"])):
+            rows = order[s: s + int(config["batch_size"])]
+            out = model(*_inputs(train, rows, device))
+            loss = _loss(out, {t: v[rows].to(device) for t, v in tgt_all.items()}, float(config["aux_weight"]))
+            if not loss.requires_grad:
+                continue
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        val_scores = _scores(_outputs(model, val, device), val, protocol)
+        sel = float(np.mean([s["score"] for s in val_scores.values()])) if val_scores else -float(np.mean(losses))
+        append_jsonl(run_dir / "metrics.jsonl", {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
+                                                "validation": {t: s["score"] for t, s in val_scores.items()},
+                                                "selection": sel})
+        if sel > best_sel + 1e-6:
+            best_sel, best_state, bad_epochs = sel, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad_epochs += 1
+            if bad_epochs >= int(config["patience"]):
+                break
+    train_seconds = time.perf_counter() - t0
+    best_state = best_state if best_state is not None else copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    with atomic_path(run_dir / "checkpoints" / "best.pt") as tmp:
+        torch.save({"model": best_state, "feature_mean": torch.from_numpy(mean),
+                    "feature_std": torch.from_numpy(std), "config": resolved}, tmp)
+
+    val_scores = {}
+    for split, data in (("train", train), ("validation", val)):
+        outputs = _outputs(model, data, device)
+        cols: dict[str, np.ndarray] = {}
+        for track in task_list:
+            for j, col in enumerate(track_columns(track, protocol)):
+                cols[col] = outputs[track][:, j]
+        write_predictions(run_dir, split, data.keys, cols)
+        if split == "validation":
+            val_scores = _scores(outputs, data, protocol)
+            for track in val_scores:
+                rows = data.keys["name"].isin(list(data.n_frames[track])).to_numpy()
+                write_results(run_dir, split, track, data.keys[rows], outputs[track][rows], data.n_frames[track],
+                              protocol)
+    finish_run(run_dir, {**info, "train_seconds": train_seconds},
+               {"split": "validation", "protocol": protocol, "tracks": val_scores})
+    log.info("temporal run %s: %s", run_id, ", ".join(f"{t} {s['score']:.4f}" for t, s in val_scores.items()))
+    return run_dir

@@ -1,0 +1,401 @@
+"""The training loop (plain PyTorch, in the style of torchvision's ``references/``).
+
+``train(cfg)`` builds the data, model, loss, optimizer and scheduler from a resolved config, trains with validation
+on the official score after every epoch (ReduceLROnPlateau / early stopping on it), checkpoints atomically (every
+``train.checkpoint_every`` steps and at epoch ends) and writes the run folder. ``train(resume=RUN_DIR)`` continues
+exactly where a run stopped: epoch orders are a pure function of (seed, epoch), the steps already done are
+skipped, and the model, optimizer, scheduler and RNG states are restored.
+Under ``torchrun`` it trains with DistributedDataParallel; validation runs once, on rank 0, over the full set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from abaw.data.sequences import (
+    SequenceDataset,
+    epoch_batches,
+    epoch_order,
+    load_videos,
+    make_windows,
+    quadrant_weights,
+    va_quadrants,
+)
+from abaw.data.streams import StreamLoader
+from abaw.errors import AbawError
+from abaw.fileio import append_jsonl, write_json, write_text
+from abaw.train import distributed as dd
+from abaw.train.checkpoint import build_model, load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
+from abaw.train.config import config_hash, tracks_of
+from abaw.train.evaluate import predict_videos, score_predictions, to_device, write_outputs
+from abaw.train.runs import check_run_dir, create_run_dir, git_commit, now, read_json, record_run, update_run_json
+
+log = logging.getLogger(__name__)
+
+
+# ---- building blocks --------------------------------------------------------------------------------------------
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    model = unwrap(model)
+    return dict(model.input_spec()) if hasattr(model, "input_spec") else {}
+
+
+def make_loader(cfg: dict[str, Any], model: nn.Module) -> StreamLoader:
+    """The stream reader of a config: images/audio (end-to-end) or the feature cache (cached mode)."""
+    data = cfg["data"]
+    extractors = None
+    if data["mode"] == "cached":
+        from abaw.extract import extractor_names
+
+        extractors = extractor_names(cfg, unwrap(model))
+    return StreamLoader(data["root"], data["streams"], model_spec(model), mode=data["mode"], extractors=extractors,
+                        audio_window=data["audio_window"], image_size=data["image_size"])
+
+
+def make_optimizer(cfg: dict[str, Any], model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg["optim"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise AbawError("the model has no trainable parameters (check model.kwargs freeze options)")
+    if o["name"] == "SGD":
+        return torch.optim.SGD(params, lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
+    if o["name"] == "Adam":
+        return torch.optim.Adam(params, lr=o["lr"], weight_decay=o["weight_decay"])
+    return torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"])
+
+
+def make_scheduler(cfg: dict[str, Any], optimizer: torch.optim.Optimizer) -> Any:
+    s = cfg["sched"]
+    if s["name"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=s["patience"],
+                                                          factor=s["factor"], min_lr=s["min_lr"])
+    if s["name"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, cfg["train"]["epochs"]),
+                                                          eta_min=s["min_lr"])
+    return None
+
+
+def make_loss(cfg: dict[str, Any]) -> nn.Module:
+    from abaw.losses import MultiTaskLoss
+
+    lc = cfg["loss"]
+    return MultiTaskLoss(tuple(tracks_of(cfg)), weights=dict(lc["weights"]), va_loss=lc["va_loss"],
+                         expr_class_weights=lc["expr_class_weights"], au_pos_weight=lc["au_pos_weight"],
+                         label_smoothing=lc["label_smoothing"])
+
+
+def compute_loss(loss_fn: nn.Module, outputs: dict[str, torch.Tensor], batch: dict[str, Any]
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss masked by label validity and by padding (in training too)."""
+    targets = dict(batch["targets"])
+    targets.update({f"{t}_valid": v for t, v in batch["valid"].items()})
+    total, parts = loss_fn(outputs, targets, batch["mask"])
+    return total, {k: float(v) for k, v in parts.items()}
+
+
+def _train_windows(cfg: dict[str, Any], videos: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    data = cfg["data"]
+    windows = make_windows(videos, data["duration"], data["stride"], drop_unlabelled=True)
+    weights = None
+    if data["oversample_va"] and "va" in cfg["tasks"]:
+        weights = quadrant_weights(va_quadrants(videos, windows, data["duration"]), data["quadrant_targets"])
+    return windows, weights
+
+
+# ---- the trainer --------------------------------------------------------------------------------------------------
+
+class Trainer:
+    """One training run; ``fit()`` trains (or continues) it and returns the run folder."""
+
+    def __init__(self, cfg: dict[str, Any], run_dir: Path, resume: bool = False, max_steps: int | None = None,
+                 progress: bool | None = None) -> None:
+        self.cfg, self.run_dir, self.resume, self.max_steps = cfg, run_dir, resume, max_steps
+        tr = cfg["train"]
+        self.device = dd.pick_device(tr["device"])
+        dd.init(self.device)
+        self.rank, self.world = dd.rank(), dd.world_size()
+        self.main = self.rank == 0
+        if tr["threads"]:
+            torch.set_num_threads(int(tr["threads"]))
+        show = tr["progress"] if progress is None else progress
+        self.progress = bool(show and self.main and sys.stderr.isatty())
+        self.tasks = tracks_of(cfg)
+        self.amp = tr["amp"]
+        self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": -1,
+                      "bad_epochs": 0, "loss_sum": 0.0, "loss_count": 0, "train_seconds": 0.0}
+
+    def setup(self) -> None:
+        from abaw.data.affwild2 import AffWild2
+
+        cfg, data = self.cfg, self.cfg["data"]
+        seed_everything(int(cfg["train"]["seed"]))
+        self.ds = AffWild2(data["root"], protocol=cfg["protocol"])
+        self.train_videos = load_videos(self.ds, "train", self.tasks, cfg["protocol"], data["max_videos"])
+        self.val_videos = load_videos(self.ds, "validation", self.tasks, cfg["protocol"], data["max_videos"])
+        if not self.train_videos:
+            raise AbawError(f"no training videos for tasks {', '.join(self.tasks)}", path=data["root"])
+        if not self.val_videos:
+            raise AbawError(f"no validation videos for tasks {', '.join(self.tasks)}", path=data["root"])
+        self.model = build_model(cfg).to(self.device)
+        if data["mode"] == "cached":
+            self._prepare_cache()
+        self.loader = make_loader(cfg, self.model)
+        windows, self.weights = _train_windows(cfg, self.train_videos)
+        self.train_set = SequenceDataset(self.train_videos, windows, data["duration"], self.tasks, self.loader)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.scheduler = make_scheduler(cfg, self.optimizer)
+        self.loss_fn = make_loss(cfg).to(self.device)
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.net: nn.Module = self.model
+        if self.world > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+
+    def _prepare_cache(self) -> None:
+        """Cached mode: the stream CNNs are fixed feature extractors; extract what is missing (rank 0)."""
+        from abaw.extract import extract_features
+
+        for encoder in unwrap(self.model).stream_encoders().values():
+            encoder.requires_grad_(False)
+        if self.main:
+            extract_features(self.cfg, self.model, batch_size=self.cfg["data"]["extract_batch_size"],
+                             bf16=self.amp == "bf16", progress=self.progress)
+        dd.barrier()
+
+    # ---- state ------------------------------------------------------------------------------------------------
+    def checkpoint(self, name: str) -> None:
+        if not self.main:
+            return
+        state = {
+            "format": "abaw-train", "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": rng_state(), "state": dict(self.state), "config_hash": config_hash(self.cfg),
+        }
+        save_checkpoint(self.run_dir / "checkpoints" / f"{name}.pt", state)
+
+    def restore(self) -> None:
+        ckpt = load_checkpoint(self.run_dir / "checkpoints" / "last.pt")
+        if ckpt.get("config_hash") != config_hash(self.cfg):
+            raise AbawError("config.json changed since the checkpoint was written; cannot resume",
+                            path=self.run_dir / "config.json")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and ckpt["scheduler"] is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.state.update(ckpt["state"])
+        set_rng_state(ckpt["rng"])
+        # drop metric lines of epochs the checkpoint does not include (written after it, before a crash)
+        path = self.run_dir / "metrics.jsonl"
+        if path.is_file():
+            import json
+
+            lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            keep = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= self.state["epoch"]]  # 1-based lines
+            write_text(path, "".join(ln + "\n" for ln in keep))
+        log.info("resuming %s at epoch %d, step %d of the epoch", self.run_dir, self.state["epoch"] + 1,
+                 self.state["step_in_epoch"])
+
+    # ---- epochs -----------------------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int, writer: Any) -> bool:
+        """Train (the rest of) one epoch; return False when stopped early by ``max_steps``."""
+        from tqdm import tqdm
+
+        cfg, tr = self.cfg, self.cfg["train"]
+        order = epoch_order(len(self.train_set), int(tr["seed"]), epoch, self.weights)
+        batches = epoch_batches(order, cfg["data"]["batch_size"], self.rank, self.world)
+        skip = self.state["step_in_epoch"]
+        dl = DataLoader(self.train_set, batch_sampler=batches[skip:], num_workers=cfg["data"]["workers"],
+                        generator=torch.Generator(), persistent_workers=False)
+        self.net.train()
+        bar = tqdm(dl, total=len(batches) - skip, desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
+        t0 = time.perf_counter()
+        for batch in bar:
+            batch = to_device(batch, self.device)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16"):
+                outputs = self.net(batch["inputs"], batch["mask"])
+            outputs = {k: v.float() for k, v in outputs.items()}
+            loss, parts = compute_loss(self.loss_fn, outputs, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tr["grad_clip"]:
+                nn.utils.clip_grad_norm_(self.model.parameters(), float(tr["grad_clip"]))
+            self.optimizer.step()
+            st = self.state
+            st["step_in_epoch"] += 1
+            st["global_step"] += 1
+            st["loss_sum"] += loss.item()
+            st["loss_count"] += 1
+            if self.main and writer is not None and st["global_step"] % tr["log_interval"] == 0:
+                writer.add_scalar("train/loss", loss.item(), st["global_step"])
+                for k, v in parts.items():
+                    writer.add_scalar(f"train/{k}", v, st["global_step"])
+                writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], st["global_step"])
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            stop = self.max_steps is not None and st["global_step"] >= self.max_steps
+            every = tr["checkpoint_every"]
+            if stop or (every and st["global_step"] % every == 0 and st["step_in_epoch"] < len(batches)):
+                st["train_seconds"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self.checkpoint("last")
+            if stop:
+                return False
+        self.state["train_seconds"] += time.perf_counter() - t0
+        return True
+
+    def validate(self, embeddings: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+        data = self.cfg["data"]
+        preds = predict_videos(self.model, self.val_videos, self.loader, data["duration"],
+                               data["eval_batch_size"] or data["batch_size"], self.tasks, self.device, self.amp,
+                               embeddings=embeddings, progress=self.progress)
+        return preds, score_predictions(preds, self.val_videos, self.tasks, self.cfg["protocol"])
+
+    def end_epoch(self, epoch: int, writer: Any) -> bool:
+        """Validate, step the scheduler, keep the best, log; return whether to stop early."""
+        st, tr = self.state, self.cfg["train"]
+        t0 = time.perf_counter()
+        scores = self.validate()[1] if self.main else None
+        scores = dd.broadcast(scores)
+        score = float(scores["score"])
+        if self.scheduler is not None:
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(score)
+            else:
+                self.scheduler.step()
+        improved = score > st["best_score"]
+        if improved:
+            st.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+        else:
+            st["bad_epochs"] += 1
+        record = {"epoch": epoch + 1, "step": st["global_step"],
+                  "train_loss": st["loss_sum"] / max(1, st["loss_count"]), "val_score": score,
+                  "val": {t: float(s["score"]) for t, s in scores["tracks"].items()},
+                  "lr": self.optimizer.param_groups[0]["lr"], "best": improved,
+                  "val_seconds": round(time.perf_counter() - t0, 3)}
+        st.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, loss_count=0)
+        if self.main:
+            append_jsonl(self.run_dir / "metrics.jsonl", record)
+            if writer is not None:
+                writer.add_scalar("val/score", score, epoch + 1)
+                for t, s in record["val"].items():
+                    writer.add_scalar(f"val/{t}", s, epoch + 1)
+            log.info("epoch %d: train loss %.4f, validation score %.4f%s", epoch + 1, record["train_loss"], score,
+                     " (best)" if improved else "")
+            if improved:
+                self.checkpoint("best")
+            self.checkpoint("last")
+        return st["bad_epochs"] >= tr["patience"]
+
+    def fit(self) -> Path:
+        self.setup()
+        if self.resume:
+            self.restore()
+        elif self.main:
+            self._write_run_json("running")
+        writer = None
+        if self.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state["global_step"] or None)
+        try:
+            stopped = False
+            for epoch in range(self.state["epoch"], self.cfg["train"]["epochs"]):
+                if not self.train_epoch(epoch, writer):
+                    stopped = True
+                    break
+                if self.end_epoch(epoch, writer):
+                    break
+        finally:
+            if writer is not None:
+                writer.close()
+        if stopped:
+            if self.main:
+                self._write_run_json("stopped")
+            dd.barrier()
+            return self.run_dir
+        if self.main:
+            self.finish()
+        dd.barrier()
+        return self.run_dir
+
+    def finish(self) -> None:
+        """Best checkpoint -> validation predictions, embeddings, result files, scores and plots; run.json."""
+        best = self.run_dir / "checkpoints" / "best.pt"
+        if best.is_file():
+            self.model.load_state_dict(load_checkpoint(best)["model"])
+        preds, scores = self.validate(embeddings=True)
+        write_outputs(self.run_dir, "validation", preds, self.val_videos, self.cfg, scores)
+        from abaw.train.plots import plot_curves
+
+        records = [__import__("json").loads(ln) for ln in
+                   (self.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
+        plot_curves(self.run_dir / "plots" / "training_curves.png", records)
+        self._write_run_json("finished", score=scores["score"])
+        record_run(self.run_dir)
+
+    def _write_run_json(self, status: str, score: float | None = None) -> None:
+        from abaw.data.affwild2 import dataset_fingerprint
+
+        cfg = self.cfg
+        fields: dict[str, Any] = {
+            "run_id": self.run_dir.name, "kind": "train", "config_hash": config_hash(cfg),
+            "data_root": cfg["data"]["root"], "protocol": cfg["protocol"], "tracks": self.tasks,
+            "streams": cfg["data"]["streams"], "mode": cfg["data"]["mode"], "model": cfg["model"]["name"],
+            "n_params": int(self.n_params), "train_seconds": round(self.state["train_seconds"], 2),
+            "status": status, "world_size": self.world, "device": str(self.device),
+            "epochs": self.state["epoch"], "steps": self.state["global_step"],
+        }
+        if not (self.run_dir / "run.json").is_file():
+            fields.update(created=now(), git_commit=git_commit(),
+                          dataset_fingerprint=dataset_fingerprint(cfg["data"]["root"]))
+        if score is not None:
+            fields.update(best_epoch=self.state["best_epoch"] + 1, score=score, finished=now())
+        update_run_json(self.run_dir, **fields)
+
+
+def train(cfg: dict[str, Any] | None = None, out: str | Path = "runs", resume: str | Path | None = None,
+          max_steps: int | None = None, progress: bool | None = None, data_root: str | Path | None = None) -> Path:
+    """Train a resolved config into a new run folder under ``out`` (or continue ``resume``); return the folder.
+
+    ``max_steps`` stops after that many optimizer steps in total, leaving a resumable run (status ``stopped``).
+    """
+    if resume is not None:
+        run_dir = check_run_dir(resume)
+        cfg = read_json(run_dir / "config.json")
+        if data_root is not None:
+            cfg["data"]["root"] = str(Path(data_root).resolve())
+        if not Path(cfg["data"]["root"]).is_dir():
+            raise AbawError("data root of the run does not exist (give --data-root ROOT)", path=cfg["data"]["root"])
+    else:
+        if cfg is None:
+            raise AbawError("no config given")
+        run_dir = None
+        if dd.world_info()[0] == 0:
+            run_dir = create_run_dir(out, cfg["name"])
+            write_json(run_dir / "config.json", cfg)
+        device = dd.pick_device(cfg["train"]["device"])
+        if dd.init(device):
+            run_dir = dd.broadcast(str(run_dir) if run_dir else None)
+        run_dir = Path(run_dir)
+    trainer = Trainer(cfg, run_dir, resume=resume is not None, max_steps=max_steps, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        dd.cleanup()

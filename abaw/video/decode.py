@@ -1,0 +1,177 @@
+"""Streaming decode of a video (PyAV) or a still image (OpenCV) into BGR frames, one at a time.
+
+Memory stays bounded whatever the video's length: frames are yielded as they are decoded. A rotated phone video
+(display matrix) is turned upright. A file that cannot be decoded gives one :class:`AbawError` line.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Empty, Queue
+from typing import TypeVar
+
+import av
+import cv2
+import numpy as np
+
+from abaw.errors import AbawError
+
+T = TypeVar("T")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    """What the container says about a video (``n_frames`` may be 0 when the container does not know)."""
+
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+    has_audio: bool
+    is_image: bool = False
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # 1-based frame number
+    timestamp: float  # seconds, (index - 1) / fps
+    image: np.ndarray  # (H, W, 3) uint8 BGR, upright
+
+
+def is_image(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise AbawError("no such file", path=path)
+    if path.stat().st_size == 0:
+        raise AbawError("file is empty (0 bytes)", path=path)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    _check_file(path)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise AbawError("not a readable image", path=path)
+    return image
+
+
+def probe(path: str | Path) -> VideoMeta:
+    """Frame count, frame rate, upright size and whether there is sound, without decoding the picture."""
+    path = Path(path)
+    if is_image(path):
+        image = _read_image(path)
+        return VideoMeta(1, 1.0, image.shape[1], image.shape[0], False, True)
+    _check_file(path)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise AbawError("no video track", path=path)
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+            n_frames = int(stream.frames or 0)
+            if n_frames == 0 and stream.duration and stream.time_base:
+                n_frames = int(round(float(stream.duration * stream.time_base) * fps))
+            width, height = stream.codec_context.width, stream.codec_context.height
+            has_audio = bool(container.streams.audio)
+    except av.error.FFmpegError as exc:
+        raise AbawError(f"not a readable video ({_reason(exc)})", path=path) from None
+    return VideoMeta(n_frames, fps, width, height, has_audio)
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(": '")[0]
+
+
+def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Undo the display matrix: ``rotation`` is the counter-clockwise angle the player applies."""
+    quarter = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(image, k=quarter)) if quarter else image
+
+
+#: A video that decodes to fewer than this share of the frames its container declares is called truncated.
+MIN_DECODED_SHARE = 0.9
+
+
+def iter_frames(path: str | Path, max_frames: int | None = None, step: int = 1,
+                threads: bool = True, strict: bool = True) -> Iterator[Frame]:
+    """Yield the frames of ``path`` in order (every ``step``-th, at most ``max_frames`` of them).
+
+    Frame numbers and timestamps count every decoded frame, skipped or not. An image is one frame at time 0.
+    With ``strict``, a video that ends well before the frame count its container declares raises
+    :class:`AbawError` after the last frame (callers write their outputs atomically, so nothing partial survives).
+    """
+    path = Path(path)
+    if is_image(path):
+        yield Frame(1, 0.0, _read_image(path))
+        return
+    meta = probe(path)
+    emitted = 0
+    index = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if threads:
+                stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                index += 1
+                if (index - 1) % step:
+                    continue
+                image = _upright(frame.to_ndarray(format="bgr24"), frame.rotation)
+                yield Frame(index, (index - 1) / meta.fps, image)
+                emitted += 1
+                if max_frames is not None and emitted >= max_frames:
+                    return
+    except av.error.FFmpegError as exc:
+        raise AbawError(f"decoding failed after {index} frames ({_reason(exc)})", path=path) from None
+    if index == 0:
+        raise AbawError("no decodable video frame", path=path)
+    if strict and meta.n_frames and index < MIN_DECODED_SHARE * meta.n_frames:
+        raise AbawError(f"truncated: decoded {index} of the {meta.n_frames} frames the container declares", path=path)
+
+
+def read_frames(path: str | Path, max_frames: int | None = None, step: int = 1) -> list[Frame]:
+    """All (or ``max_frames``) frames in memory: for short clips and tests only."""
+    return list(iter_frames(path, max_frames=max_frames, step=step))
+
+
+def prefetch(iterable: Iterable[T], size: int = 8) -> Iterator[T]:
+    """Run ``iterable`` in a background thread, ``size`` items ahead, so decoding overlaps the consumer's work
+    (PyAV and OpenCV release the GIL while they decode). Exceptions are re-raised in the consumer."""
+    queue: Queue = Queue(maxsize=size)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterable:
+                if stop.is_set():
+                    return
+                queue.put((item, None))
+            queue.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed over to the consumer
+            queue.put((done, exc))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = queue.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                queue.get_nowait()
+            except Empty:
+                thread.join(timeout=0.05)

@@ -1,0 +1,222 @@
+"""Registry of every model file abaw can use: where it comes from, its sha256 and licence, and how to get it.
+
+``fetch(name)`` looks in the offline folder (``ABAW_WEIGHTS_DIR``), then the cache (``ABAW_CACHE_DIR`` or
+``~/.cache/abaw/weights``), and otherwise downloads the file once (sha256-verified, written atomically), unless
+offline (``ABAW_OFFLINE=1`` or no network), in which case a one-line :class:`AbawError` says what is missing, where
+it was looked for and how to get it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from abaw.errors import AbawError
+from abaw.fileio import atomic_path
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR_ENV = "ABAW_WEIGHTS_DIR"
+CACHE_DIR_ENV = "ABAW_CACHE_DIR"
+OFFLINE_ENV = "ABAW_OFFLINE"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One downloadable model file."""
+
+    name: str
+    filename: str
+    url: str
+    sha256: str | None  # None: the publisher does not pin the file (checked by the loader instead)
+    licence: str
+    note: str
+    #: Other names the same bytes are known under (e.g. the file name in ``../shared/assets/weights``).
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+    mirrors: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def filenames(self) -> tuple[str, ...]:
+        return (self.filename, *self.aliases)
+
+
+REGISTRY: dict[str, WeightFile] = {
+    w.name: w
+    for w in (
+        WeightFile(
+            "yunet",
+            "face_detection_yunet_2023mar.onnx",
+            "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
+            "face_detection_yunet_2023mar.onnx",
+            "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+            "Apache-2.0",
+            "YuNet face detector (boxes, 5 landmarks, score) for cv2.FaceDetectorYN",
+            aliases=("yunet_s_640_640.onnx",),
+            mirrors=("https://raw.githubusercontent.com/ShiqiYu/libfacedetection.train/master/onnx/"
+                     "yunet_s_640_640.onnx",),
+        ),
+        WeightFile(
+            "yolo_fastest_body_cfg",
+            "yolo-fastest-1.1_body.cfg",
+            "https://raw.githubusercontent.com/dog-qiuqiu/Yolo-Fastest/master/ModelZoo/yolo-fastest-1.1_body/"
+            "yolo-fastest-1.1_body.cfg",
+            "045b8e276ebe3924474da8c866b7e709159ea067137b5d66bf9dd560411b2c1a",
+            "YOLO licence (public domain)",
+            "Yolo-Fastest 1.1 one-class person detector, Darknet config (cv2.dnn.readNetFromDarknet)",
+        ),
+        WeightFile(
+            "yolo_fastest_body_weights",
+            "yolo-fastest-1.1_body.weights",
+            "https://raw.githubusercontent.com/dog-qiuqiu/Yolo-Fastest/master/ModelZoo/yolo-fastest-1.1_body/"
+            "yolo-fastest-1.1_body.weights",
+            "5bbb6d878f6e2eb3deee39e91dc6f9b39700e99ec83fa94d258670a554949728",
+            "YOLO licence (public domain)",
+            "Yolo-Fastest 1.1 one-class person detector, Darknet weights (320x320 input)",
+        ),
+        WeightFile(
+            "fer2013_mini_xception",
+            "fer2013_mini_XCEPTION.102-0.66.hdf5",
+            "https://github.com/oarriaga/face_classification/raw/master/trained_models/emotion_models/"
+            "fer2013_mini_XCEPTION.102-0.66.hdf5",
+            "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
+            "MIT",
+            "Keras mini-Xception FER2013 expression classifier (64x64 grey), read with h5py by abaw.fer",
+        ),
+        WeightFile(
+            "mobilenet_v2_imagenet",
+            "mobilenet_v2-b0353104.pth",
+            "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+            "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+            "BSD-3-Clause",
+            "torchvision MobileNetV2 ImageNet weights (MobileNet_V2_Weights.IMAGENET1K_V1), a plain state_dict",
+        ),
+        WeightFile(
+            "yolov8n",
+            "yolov8n.pt",
+            "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolov8n.pt",
+            None,
+            "AGPL-3.0",
+            "ultralytics YOLOv8n (COCO, person = class 0) for `--person ultralytics`; needs internet once",
+        ),
+    )
+}
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get(name: str) -> WeightFile:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise AbawError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def weights_dir() -> Path | None:
+    value = os.environ.get(WEIGHTS_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def cache_dir() -> Path:
+    value = os.environ.get(CACHE_DIR_ENV)
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "abaw" / "weights"
+
+
+def offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def locate(name: str) -> Path | None:
+    """The local copy of ``name`` (offline folder first, then the cache), or None."""
+    entry = get(name)
+    folders = [d for d in (weights_dir(), cache_dir()) if d is not None]
+    for folder in folders:
+        for filename in entry.filenames:
+            candidate = folder / filename
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _where() -> str:
+    places = [f"${WEIGHTS_DIR_ENV}={weights_dir()}" if weights_dir() else f"${WEIGHTS_DIR_ENV} (unset)"]
+    places.append(str(cache_dir()))
+    return ", ".join(places)
+
+
+def fetch(name: str, timeout: float = 60.0) -> Path:
+    """Path of the model file ``name``, downloading it into the cache the first time (unless offline)."""
+    entry = get(name)
+    found = locate(name)
+    if found is not None:
+        return found
+    how = f"download {entry.url} into {cache_dir()} or set ${WEIGHTS_DIR_ENV} to a folder holding {entry.filename}"
+    if offline():
+        raise AbawError(f"weights file not found (offline, {OFFLINE_ENV}=1); looked in {_where()}; {how}",
+                        path=entry.filename)
+    errors = []
+    for url in (entry.url, *entry.mirrors):
+        try:
+            return _download(entry, url, cache_dir() / entry.filename, timeout)
+        except AbawError:
+            raise
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
+    raise AbawError(f"weights file not found in {_where()} and the download failed ({'; '.join(errors)}); {how}",
+                    path=entry.filename)
+
+
+def _download(entry: WeightFile, url: str, dest: Path, timeout: float) -> Path:
+    log.info("downloading %s from %s", entry.filename, url)
+    digest = hashlib.sha256()
+    request = urllib.request.Request(url, headers={"User-Agent": "abaw"})
+    with atomic_path(dest) as tmp:
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if entry.sha256 and digest.hexdigest() != entry.sha256:
+            raise AbawError(f"download from {url} has sha256 {digest.hexdigest()}, expected {entry.sha256}; "
+                            "not kept", path=entry.filename)
+    return dest
+
+
+def verify(name: str) -> tuple[bool, str]:
+    """Check the local copy of ``name`` against its sha256: (ok, message). A missing file is not ok."""
+    entry = get(name)
+    path = locate(name)
+    if path is None:
+        return False, f"{name}: missing (looked in {_where()})"
+    if entry.sha256 is None:
+        return True, f"{name}: {path} present (no published sha256 to check)"
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        return False, f"{name}: {path} sha256 {actual} does not match {entry.sha256}"
+    return True, f"{name}: {path} ok"
+
+
+def install(name: str, source: str | Path) -> Path:
+    """Copy a file the user obtained by hand into the cache after checking its sha256."""
+    entry = get(name)
+    source = Path(source)
+    if entry.sha256 and sha256_of(source) != entry.sha256:
+        raise AbawError(f"sha256 does not match the registry entry {name!r}", path=source)
+    dest = cache_dir() / entry.filename
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(source, tmp)
+    return dest

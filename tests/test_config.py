@@ -1,0 +1,141 @@
+"""Config schema: defaults, presets, overrides, one-line errors naming the key, hashing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from abaw.cli import main
+from abaw.errors import AbawError
+from abaw.train.config import DEFAULTS, config_hash, parse_override, resolve, validate
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
+    """Finished runs are recorded in the runs database: keep this module's out of the working tree's."""
+    import os
+
+    old = os.environ.get("ABAW_DB")
+    os.environ["ABAW_DB"] = str(tmp_path_factory.mktemp("db") / "abaw.sqlite")
+    yield
+    if old is None:
+        os.environ.pop("ABAW_DB", None)
+    else:
+        os.environ["ABAW_DB"] = old
+
+
+def test_defaults_resolve_without_root_check() -> None:
+    cfg = resolve(None, check_root=False)
+    assert cfg["data"]["batch_size"] == DEFAULTS["data"]["batch_size"]
+    assert cfg["optim"]["name"] == "AdamW"
+
+
+def test_misspelled_key_suggests_the_close_match(tmp_path: Path) -> None:
+    with pytest.raises(AbawError, match=r"unknown config key 'data.batch_sise' \(did you mean 'data.batch_size'\?\)"):
+        validate({"data": {"batch_sise": 4}})
+    with pytest.raises(AbawError, match=r"'optim.lrr'.*'optim.lr'"):
+        resolve({"optim": {"lrr": 0.1}}, check_root=False)
+    with pytest.raises(AbawError, match=r"unknown config key 'trian'.*'train'"):
+        validate({"trian": {}})
+
+
+def test_wrong_type_names_the_key() -> None:
+    with pytest.raises(AbawError, match=r"'data.batch_size' must be an integer, got '4'"):
+        validate({"data": {"batch_size": "4"}})
+    with pytest.raises(AbawError, match=r"'train.epochs' must be an integer, got True"):
+        validate({"train": {"epochs": True}})
+    with pytest.raises(AbawError, match=r"'optim.name' must be one of SGD, Adam, AdamW"):
+        validate({"optim": {"name": "sgd"}})
+    with pytest.raises(AbawError, match=r"unknown stream 'fase' \(did you mean 'face'\?\)"):
+        validate({"data": {"streams": ["fase"]}})
+    with pytest.raises(AbawError, match=r"'tasks' has unknown task 'valence'"):
+        validate({"tasks": ["valence"]})
+    validate({"optim": {"lr": 1}})  # an integer is a number
+
+
+def test_missing_data_root(tmp_path: Path) -> None:
+    with pytest.raises(AbawError, match=r"'data.root' is not set"):
+        resolve(None)
+    with pytest.raises(AbawError, match=r"'data.root': data root .*nowhere does not exist"):
+        resolve({"data": {"root": str(tmp_path / "nowhere")}})
+    cfg = resolve({"data": {"root": str(tmp_path)}})
+    assert cfg["data"]["root"] == str(tmp_path.resolve())
+
+
+def test_preset_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"data": {"duraton": 8}}')
+    with pytest.raises(AbawError) as info:
+        resolve(bad, check_root=False)
+    assert str(bad) in str(info.value) and "'data.duraton'" in str(info.value) and "data.duration" in str(info.value)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"data": {\n"duration": }')
+    with pytest.raises(AbawError, match=r"broken.json:2: not valid JSON"):
+        resolve(broken, check_root=False)
+
+
+def test_overrides_and_merge(tmp_path: Path) -> None:
+    preset = {"model": {"name": "demo_face", "kwargs": {"hidden_size": 8}}, "data": {"duration": 4}}
+    cfg = resolve(preset, {"data.batch_size": 3, "model.kwargs": {"cell_type": "lstm"}}, check_root=False)
+    assert cfg["data"]["duration"] == 4 and cfg["data"]["batch_size"] == 3
+    assert cfg["model"]["kwargs"] == {"hidden_size": 8, "cell_type": "lstm"}
+    assert parse_override("data.batch_size=4") == ("data.batch_size", 4)
+    assert parse_override("optim.name=SGD") == ("optim.name", "SGD")
+    assert parse_override('tasks=["va","au"]') == ("tasks", ["va", "au"])
+    with pytest.raises(AbawError, match="key=value"):
+        parse_override("data.batch_size")
+    with pytest.raises(AbawError, match=r"'data.batch_szie'"):
+        resolve(None, {"data.batch_szie": 3}, check_root=False)
+
+
+def test_hash_ignores_where_and_how_fast(tmp_path: Path) -> None:
+    a = resolve({"data": {"root": str(tmp_path)}})
+    b = resolve({"data": {"root": str(tmp_path.parent), "workers": 1}, "train": {"progress": False}})
+    assert config_hash(a) == config_hash(b)
+    c = resolve({"data": {"root": str(tmp_path)}, "optim": {"lr": 0.5}})
+    assert config_hash(a) != config_hash(c)
+
+
+def test_cli_config_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"model": {"name": "demo_face"}, "optim": {"momentun": 0.9}}))
+    assert main(["train", "-c", str(cfg), "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "'optim.momentun'" in err and "'optim.momentum'" in err
+    assert main(["train", "-c", str(cfg), "--data-root", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "optim.momentun" in err  # the file is checked first
+    good = tmp_path / "g.json"
+    good.write_text(json.dumps({"model": {"name": "demo_face"}}))
+    assert main(["train", "-c", str(good), "--data-root", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'data.root'" in err and "does not exist" in err
+
+
+def test_cli_flags_map_onto_the_config(tmp_path: Path) -> None:
+    import argparse
+
+    from abaw.commands.train import add_train_arguments, resolve_from_args
+
+    p = argparse.ArgumentParser()
+    add_train_arguments(p)
+    args = p.parse_args(["-c", "demo_va", "--data-root", str(tmp_path), "--track", "3", "--face", "--context",
+                         "--cell_type", "lstm", "--hidden_size", "32", "--optimizer", "SGD", "--lr", "0.01",
+                         "--batch_size", "2", "--duration", "12", "--pretrained_affectnet", "none"])
+    cfg = resolve_from_args(args)
+    assert cfg["tasks"] == ["au"]
+    assert cfg["data"]["streams"] == ["face", "context"]
+    assert cfg["model"]["kwargs"]["cell_type"] == "lstm" and cfg["model"]["kwargs"]["hidden_size"] == 32
+    assert "pretrained_face" not in cfg["model"]["kwargs"]
+    assert (cfg["optim"]["name"], cfg["optim"]["lr"], cfg["data"]["batch_size"], cfg["data"]["duration"]) == \
+        ("SGD", 0.01, 2, 12)
+    assert p.parse_args(["--track", "all"]).track == ["va", "expr", "au"]
+    with pytest.raises(SystemExit):
+        p.parse_args(["--face", "yes"])  # a real switch takes no value (the seed's type=bool defect)
+    args = p.parse_args(["-c", "demo_va", "--data-root", str(tmp_path), "--pretrained_affectnet",
+                         str(tmp_path / "nothing.pt")])
+    with pytest.raises(AbawError, match="backbone checkpoint not found"):
+        resolve_from_args(args)

@@ -1,0 +1,339 @@
+"""Crowd labels: readers, aggregation (majority vote with ties, soft labels, mean/median, Dawid-Skene), crowd
+layers and their losses, simulated annotators, training with crowd labels, and the ``abaw crowd`` commands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from abaw.cli import main
+from abaw.crowd.aggregate import (
+    dawid_skene,
+    majority_vote,
+    majority_vote_codes,
+    mean_values,
+    median_values,
+    soft_labels,
+)
+from abaw.crowd.layers import (
+    CrowdClassification,
+    CrowdModel,
+    CrowdRegression,
+    crowd_cross_entropy,
+    crowd_mse,
+)
+from abaw.crowd.simulate import (
+    annotator_panel,
+    confusion_matrix,
+    empirical_confusion,
+    gaussian_clusters,
+    simulate_annotations,
+)
+from abaw.crowd.train import fit_crowd, make_targets, predict_classes
+from abaw.crowd.votes import (
+    CREMAD_CODES,
+    counts_from_codes,
+    detect_format,
+    read_annotator_table,
+    read_c25,
+    read_cremad_votes,
+)
+from abaw.errors import AbawError
+from abaw.tasks import AFFECTNETC25_CLASSES
+
+
+def _write_c25(path, rows: list[list[float | None]], kind_values: bool = False) -> None:
+    cols = {f"participant{i}": [r[i] for r in rows] for i in range(len(rows[0]))}
+    df = pd.DataFrame({"index": range(len(rows)), "filename": [f"{i}/img{i}.jpg" for i in range(len(rows))], **cols})
+    df.to_csv(path, index=False)
+
+
+# ---- readers ---------------------------------------------------------------------------------------------------
+
+def test_read_c25_expression_and_missing(tmp_path):
+    path = tmp_path / "expression_set1_C25.csv"
+    _write_c25(path, [[0, 0, 1], [7, None, 7], [6, 5, 5]])
+    table = read_c25(path)
+    assert table.kind == "class" and table.classes == AFFECTNETC25_CLASSES
+    assert table.annotators == ["participant0", "participant1", "participant2"]
+    assert table.codes().tolist() == [[0, 0, 1], [7, -1, 7], [6, 5, 5]]
+    assert table.counts().counts[1, 7] == 2 and table.counts().counts[1].sum() == 2
+    assert detect_format(path) == "c25"
+
+
+def test_read_c25_valence_levels_checked(tmp_path):
+    good = tmp_path / "valence_set2_C25.csv"
+    _write_c25(good, [[0.25, -1.0], [1.0, None]])
+    table = read_c25(good)
+    assert table.kind == "value" and np.isnan(table.values[1, 1])
+    bad = tmp_path / "arousal_set1_C25.csv"
+    _write_c25(bad, [[0.25, 0.3]])
+    with pytest.raises(AbawError, match=r"arousal_set1_C25.csv:2: arousal 0.3 .* not one of the 9 levels"):
+        read_c25(bad)
+
+
+def test_read_c25_bad_code_and_unknown_kind(tmp_path):
+    path = tmp_path / "expression_set1_C25.csv"
+    _write_c25(path, [[0, 1], [9, 1]])
+    with pytest.raises(AbawError, match=r":3: class code 9 is not an integer in 0..7"):
+        read_c25(path)
+    other = tmp_path / "votes.csv"
+    _write_c25(other, [[0, 1]])
+    with pytest.raises(AbawError, match="expression, valence or arousal"):
+        read_c25(other)
+
+
+def test_read_annotator_table_any_columns(tmp_path):
+    path = tmp_path / "votes.csv"
+    path.write_text("item,ann_a,ann_b,ann_c\nx,1,,2\ny,0,0,\n")
+    table = read_annotator_table(path, kind="class", classes=("a", "b", "c"))
+    assert table.items == ["x", "y"] and table.annotators == ["ann_a", "ann_b", "ann_c"]
+    assert table.codes().tolist() == [[1, -1, 2], [0, 0, -1]]
+    path.write_text("item,ann_a\nx,happy\n")
+    with pytest.raises(AbawError, match=r"votes.csv:2: column 'ann_a': not a number"):
+        read_annotator_table(path)
+
+
+def test_counts_from_codes():
+    codes = np.array([[0, 2, 2, -1], [-1, -1, -1, -1]])
+    assert counts_from_codes(codes, 3).tolist() == [[1, 0, 2], [0, 0, 0]]
+
+
+# ---- aggregation -----------------------------------------------------------------------------------------------
+
+def test_majority_vote_ties_to_smallest_code_and_reported():
+    counts = np.array([[1, 3, 3, 0], [0, 0, 0, 5], [0, 0, 0, 0], [2, 1, 0, 0]])
+    mv = majority_vote(counts)
+    assert mv.labels.tolist() == [1, 3, -1, 0]
+    assert mv.tied.tolist() == [True, False, False, False]
+    assert mv.tie_sets == [(1, 2), (3,), (), (0,)]
+    assert mv.n_ties == 1
+
+
+def test_soft_labels_and_values():
+    soft = soft_labels(np.array([[1, 3, 0], [0, 0, 0]]))
+    np.testing.assert_allclose(soft, [[0.25, 0.75, 0], [1 / 3, 1 / 3, 1 / 3]])
+    np.testing.assert_allclose(soft_labels(np.array([[1, 3, 0]]), smoothing=1.0), [[2 / 7, 4 / 7, 1 / 7]])
+    values = np.array([[0.25, 0.5, 1.0], [np.nan, -1.0, np.nan], [np.nan] * 3])
+    np.testing.assert_allclose(mean_values(values)[:2], [0.5833333333, -1.0])
+    np.testing.assert_allclose(median_values(values)[:2], [0.5, -1.0])
+    assert np.isnan(mean_values(values)[2]) and np.isnan(median_values(values)[2])
+
+
+def test_dawid_skene_pooled_counts_equals_codes_form():
+    rng = np.random.default_rng(1)
+    conf = np.stack([confusion_matrix("reliable", 3, rng), confusion_matrix("noisy", 3, rng)])
+    y = rng.integers(0, 3, 200)
+    codes = simulate_annotations(y, conf, rng)
+    a = dawid_skene(codes, 3)
+    tensor = np.zeros((200, 2, 3))
+    for r in range(2):
+        tensor[np.arange(200), r, codes[:, r]] = 1
+    b = dawid_skene(tensor)
+    np.testing.assert_allclose(a.posterior, b.posterior, atol=1e-9)
+    assert a.confusion.shape == (2, 3, 3) and np.allclose(a.confusion.sum(axis=2), 1)
+
+
+# ---- real crowd votes (CREMA-D) ----------------------------------------------------------------------------------
+
+@pytest.mark.assets
+def test_cremad_majority_vote_reproduces_published_votes(assets_dir):
+    votes = read_cremad_votes(assets_dir / "labels" / "cremad_tabulatedVotes.csv")
+    assert votes.counts.shape == (22326, 6)
+    mv = majority_vote(votes.counts)
+    published = np.array(votes.published)
+    ours = np.array([CREMAD_CODES[k] for k in mv.labels])
+    clear = ~mv.tied
+    assert clear.sum() == 20792 and mv.n_ties == 1534
+    assert (ours[clear] == published[clear]).all()  # every row without a tie
+    # Ties are reported with the full tied set, which is exactly what CREMA-D publishes ("A:D", "F:N:S", ...).
+    tied_sets = [":".join(CREMAD_CODES[k] for k in s) for s, t in zip(mv.tie_sets, mv.tied, strict=True) if t]
+    assert tied_sets == published[mv.tied].tolist()
+
+
+@pytest.mark.assets
+def test_cli_aggregate_cremad_reports_ties(assets_dir, tmp_path, capsys):
+    out = tmp_path / "cremad_mv.csv"
+    assert main(["crowd", "aggregate", str(assets_dir / "labels" / "cremad_tabulatedVotes.csv"), "--out",
+                 str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1534 ties" in printed
+    assert "matches 20792 of 20792 rows without a tie; tie sets match 1534 of 1534 tied rows" in printed
+    df = pd.read_csv(out, keep_default_na=False)
+    assert df["tied"].sum() == 1534 and (df.loc[df["tied"], "tie_set"] == df.loc[df["tied"], "published"]).all()
+
+
+def test_cremad_reader_rejects_other_files(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(AbawError, match="not a CREMA-D tabulatedVotes file"):
+        read_cremad_votes(path)
+
+
+# ---- crowd layers ----------------------------------------------------------------------------------------------
+
+def test_crowd_layers_definitions():
+    torch.manual_seed(0)
+    p = torch.softmax(torch.randn(4, 3), dim=1)
+    for conn in ("MW", "VW", "VB", "VW+B"):
+        layer = CrowdClassification(3, 5, conn)
+        out = layer(p)
+        assert out.shape == (4, 3, 5)
+        torch.testing.assert_close(out, p[:, :, None].expand(-1, -1, 5))  # identity / ones / zeros at init
+    mw = CrowdClassification(3, 2, "MW")
+    with torch.no_grad():
+        mw.weight[1] = torch.randn(3, 3)
+    torch.testing.assert_close(mw(p)[:, :, 1], p @ mw.weight[1])
+    vwb = CrowdClassification(3, 2, "VW+B")
+    with torch.no_grad():
+        vwb.scale.uniform_(0.5, 2)
+        vwb.bias.uniform_(-1, 1)
+    torch.testing.assert_close(vwb(p)[:, :, 1], p * vwb.scale[1] + vwb.bias[1])
+    x = torch.randn(4, 1)
+    for conn in ("S", "B", "S+B", "B+S"):
+        layer = CrowdRegression(3, conn)
+        torch.testing.assert_close(layer(x), x.expand(-1, 3))
+    bs = CrowdRegression(2, "B+S")
+    with torch.no_grad():
+        bs.scale.copy_(torch.tensor([2.0, 3.0]))
+        bs.bias.copy_(torch.tensor([1.0, -1.0]))
+    torch.testing.assert_close(bs(x), torch.cat([(x + 1) * 2, (x - 1) * 3], dim=1))
+    with pytest.raises(ValueError):
+        CrowdClassification(3, 2, "XX")
+
+
+def test_crowd_losses_mask_missing_labels():
+    torch.manual_seed(0)
+    scores = torch.randn(3, 4, 2, requires_grad=True)
+    labels = torch.tensor([[1, -1], [-1, -1], [3, 0]])
+    loss = crowd_cross_entropy(scores, labels)
+    ref = torch.stack([nn.functional.cross_entropy(scores[i, :, r][None], labels[i, r][None])
+                       for i, r in ((0, 0), (2, 0), (2, 1))]).mean()
+    torch.testing.assert_close(loss, ref)
+    loss.backward()
+    assert scores.grad[1].abs().sum() == 0 and scores.grad[0, :, 1].abs().sum() == 0
+    out = torch.tensor([[0.5, 0.0], [1.0, 2.0]])
+    tgt = torch.tensor([[0.0, float("nan")], [1.5, 2.0]])
+    torch.testing.assert_close(crowd_mse(out, tgt), torch.tensor((0.25 + 0.25 + 0.0) / 3))
+    assert crowd_cross_entropy(scores, torch.full((3, 2), -1)) == 0
+
+
+def test_crowd_model_drops_layer_at_inference():
+    base = nn.Linear(4, 3)
+    model = CrowdModel(base, CrowdClassification(3, 2, "MW"))
+    x = torch.randn(5, 4)
+    out = model(x)
+    assert out["crowd"].shape == (5, 3, 2)
+    torch.testing.assert_close(model.predict(x), torch.softmax(base(x), dim=1))
+
+
+# ---- simulated annotators: DS beats MV; MW recovers confusions and beats a model trained on MV ------------------
+
+def test_simulated_annotators_kinds():
+    rng = np.random.default_rng(0)
+    conf, kinds = annotator_panel(4, rng, reliable=1, noisy=1, adversarial=1)
+    assert kinds == ["reliable", "noisy", "adversarial"]
+    np.testing.assert_allclose(conf.sum(axis=2), 1)
+    assert np.diag(conf[0]).min() == pytest.approx(0.85)
+    assert (conf[2].argmax(axis=1) != np.arange(4)).all()  # adversarial: the most likely answer is always wrong
+    y = rng.integers(0, 4, 4000)
+    codes = simulate_annotations(y, conf, rng, missing=0.3)
+    assert ((codes >= 0).sum(axis=1) >= 1).all() and 0.15 < (codes < 0).mean() < 0.3
+    np.testing.assert_allclose(empirical_confusion(y, codes, 4), conf, atol=0.06)
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny MLPs train several times faster on one thread than on threads fighting over two shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def crowd_problem():
+    """5 classes, 8 annotators (2 reliable, 3 noisy, 3 adversarial), 20% of labels missing."""
+    rng = np.random.default_rng(0)
+    k, dim = 5, 10
+    train, centers = gaussian_clusters(1500, k, dim, rng, separation=3.0)
+    test, _ = gaussian_clusters(1000, k, dim, rng, centers=centers)
+    conf, kinds = annotator_panel(k, rng, reliable=2, noisy=3, adversarial=3)
+    codes = simulate_annotations(train.y, conf, rng, missing=0.2)
+    return {"k": k, "dim": dim, "train": train, "test": test, "conf": conf, "codes": codes}
+
+
+def _mlp(dim: int, k: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, k))
+
+
+def test_dawid_skene_recovers_true_labels_better_than_majority_vote(crowd_problem):
+    p = crowd_problem
+    mv = majority_vote_codes(p["codes"], p["k"])
+    ds = dawid_skene(p["codes"], p["k"])
+    mv_acc = (mv.labels == p["train"].y).mean()
+    ds_acc = (ds.labels == p["train"].y).mean()
+    assert ds.converged
+    assert ds_acc > 0.95 and ds_acc > mv_acc + 0.2, (mv_acc, ds_acc)
+    assert np.abs(ds.confusion - p["conf"]).mean() < 0.02
+
+
+def test_mw_crowd_layer_recovers_confusions_and_beats_majority_vote(crowd_problem, one_thread):
+    p = crowd_problem
+    x, xt = torch.from_numpy(p["train"].x), torch.from_numpy(p["test"].x)
+    kw = {"epochs": 30, "lr": 3e-3, "crowd_lr": 1e-2, "batch_size": 64}
+    crowd = fit_crowd(_mlp(p["dim"], p["k"]), x, p["codes"], p["k"], method="crowd", conn_type="MW", **kw)
+    mv = fit_crowd(_mlp(p["dim"], p["k"]), x, p["codes"], p["k"], method="mv", **kw)
+    acc_crowd = (predict_classes(crowd.base, xt).argmax(1) == p["test"].y).mean()
+    acc_mv = (predict_classes(mv.base, xt).argmax(1) == p["test"].y).mean()
+    assert acc_crowd > acc_mv + 0.05, (acc_crowd, acc_mv)
+    err = np.abs(crowd.crowd.confusion().numpy() - p["conf"]).mean(axis=(1, 2))  # per annotator
+    assert err.max() < 0.05, err
+    assert crowd.history[-1]["loss"] < crowd.history[0]["loss"]
+
+
+def test_make_targets_shapes(crowd_problem):
+    codes, k = crowd_problem["codes"][:10], crowd_problem["k"]
+    assert make_targets(codes, k, "mv")[0].shape == (10,)
+    soft, _ = make_targets(codes, k, "soft")
+    torch.testing.assert_close(soft.sum(1), torch.ones(10, dtype=soft.dtype))
+    post, ds = make_targets(codes, k, "ds")
+    assert post.shape == (10, k) and ds is not None
+    assert make_targets(codes, k, "crowd")[0].shape == codes.shape
+    with pytest.raises(ValueError):
+        make_targets(codes, k, "bogus")
+
+
+# ---- command line ----------------------------------------------------------------------------------------------
+
+def test_cli_aggregate_c25(tmp_path, capsys):
+    path = tmp_path / "expression_set1_C25.csv"
+    _write_c25(path, [[0, 0, 1], [7, None, 7], [6, 5, 5], [1, 2, None]])
+    out = tmp_path / "mv.csv"
+    assert main(["crowd", "aggregate", str(path), "--method", "mv", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert df["label"].tolist() == [0, 7, 5, 1]
+    assert df["class"].tolist() == ["Happiness", "Neutral", "Anger", "Sadness"]
+    assert df["tied"].tolist() == [False, False, False, True]
+    assert df["tie_set"].tolist()[3] == "1:2"
+    assert "1 tie" in capsys.readouterr().out
+    soft = tmp_path / "soft.csv"
+    assert main(["crowd", "aggregate", str(path), "--method", "soft", "--out", str(soft)]) == 0
+    df = pd.read_csv(soft)
+    assert df.filter(like="p_").shape[1] == 8
+    np.testing.assert_allclose(df.filter(like="p_").sum(axis=1), 1)
+
+
+def test_cli_aggregate_values_and_errors(tmp_path, capsys):
+    path = tmp_path / "valence_set1_C25.csv"
+    _write_c25(path, [[0.25, 0.5, 1.0], [-1.0, None, -0.5]])
+    out = tmp_path / "median.csv"
+    assert main(["crowd", "aggregate", str(path), "--method", "median", "--out", str(out)]) == 0
+    assert pd.read_csv(out)["value"].tolist() == [0.5, -0.75]
+    assert main(["crowd", "aggregate", str(path), "--method", "mv"]) == 2
+    assert "continuous" in capsys.readouterr().err
+    assert main(["crowd", "aggregate", str(tmp_path / "none.csv")]) == 2

@@ -1,0 +1,62 @@
+"""``torchrun --nproc_per_node=2 train_affwild2.py`` trains on CPU (gloo), and its validation score equals a
+single-process evaluation of the same checkpoint (validation runs once, over the full unpadded set)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
+    """Finished runs are recorded in the runs database: keep this module's out of the working tree's."""
+    import os
+
+    old = os.environ.get("ABAW_DB")
+    os.environ["ABAW_DB"] = str(tmp_path_factory.mktemp("db") / "abaw.sqlite")
+    yield
+    if old is None:
+        os.environ.pop("ABAW_DB", None)
+    else:
+        os.environ["ABAW_DB"] = old
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_matches_single_process_evaluation(tiny_root_ro: Path, tmp_path: Path) -> None:
+    from abaw.train.evaluate import evaluate_run
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"name": "ddp", "model": {"name": "demo_face", "kwargs": {"image_size": 32}},
+                               "data": {"duration": 8, "batch_size": 2},
+                               "train": {"progress": False, "threads": 1}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(PROJECT / "train_affwild2.py"), "-c", str(cfg), "--track", "1", "--face", "--epochs", "2",
+           "--hidden_size", "8", "--data-root", str(tiny_root_ro), "--out", str(tmp_path / "runs"), "--json"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
+    run = Path(out["run_dir"])
+    info = json.loads((run / "run.json").read_text())
+    assert info["world_size"] == 2 and info["status"] == "finished"
+    # the two ranks split the training windows: half the steps of one process per epoch
+    epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(epochs) == 2
+    from abaw.data.affwild2 import AffWild2
+    from abaw.data.sequences import load_videos, make_windows
+
+    n_windows = len(make_windows(load_videos(AffWild2(tiny_root_ro), "train", ["va"]), 8, drop_unlabelled=True))
+    assert epochs[0]["step"] == math.ceil(math.ceil(n_windows / 2) / 2)
+    single = evaluate_run(run, tiny_root_ro, "validation", plots=False)
+    assert single["score"] == pytest.approx(out["score"], abs=1e-9)
+    assert single["tracks"]["va"]["n_frames"] == out["tracks"]["va"]["n_frames"]

@@ -1,0 +1,130 @@
+"""``abaw demo``: end to end on a tiny synthetic set, resumption after a kill, same seed -> same numbers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from abaw import demo as demo_mod
+from abaw import registry
+from abaw.cli import main
+from abaw.errors import AbawError
+from abaw.results import validate_submission
+
+#: The test's stand-in for --quick: the conftest's tiny synthetic size and one epoch of everything.
+TINY = demo_mod.DemoSize(videos=6, frames=48, epochs=1, temporal_epochs=1)
+
+
+def _numbers(db: Path) -> list[tuple]:
+    """The leaderboard numbers without run ids, times or hashes of configs naming member runs (those differ)."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT s.track, r.kind, r.model, s.score, s.components FROM scores s "
+                            "JOIN runs r ON r.run_id = s.run_id").fetchall()
+    return sorted(rows)
+
+
+def _states(report: dict) -> dict[str, str]:
+    return {name: info["state"] for name, info in report.items() if isinstance(info, dict)}
+
+
+def test_demo_end_to_end_resume_and_determinism(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(demo_mod, "QUICK", TINY)
+    out, subs = tmp_path / "abaw-demo", tmp_path / "submissions" / "demo"
+    argv = ["demo", "--quick", "--out", str(out), "--submissions", str(subs), "--seed", "0"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Where everything is" in printed and str(out / "leaderboard.html") in printed
+
+    # result files for the three tracks, each passing the validator
+    data = out / "data"
+    submitted = json.loads((out / "stages" / "submissions.json").read_text())["summary"]["tracks"]
+    assert set(submitted) == {"va", "expr", "au"}
+    for track, info in submitted.items():
+        folder = Path(info["folder"])
+        assert folder.parent == subs and any(folder.glob("*.txt")) and Path(info["zip"]).is_file()
+        assert validate_submission(folder, data, info["split"], track) == []
+    # leaderboard rows per track, in the database and the HTML page
+    db = out / "abaw.sqlite"
+    for track in ("va", "expr", "au"):
+        assert registry.query_entries(db, track=track)
+    page = (out / "leaderboard.html").read_text()
+    for track in ("va", "expr", "au"):
+        assert f'id="board-{track}-abaw2021-validation-' in page
+    numbers = _numbers(db)
+    markers = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+
+    # a kill in the middle of the last stages: their markers are missing, a half-copied folder is left behind
+    for name in ("submissions.json", "leaderboard.json"):
+        (out / "stages" / name).unlink()
+    (subs / ".VA_Set.partial").mkdir()
+    (subs / ".VA_Set.partial" / "half.txt").write_text("valence,arousal\n0.1,")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(demo_mod.leaderboard, "write_html", killed)
+        assert main(argv) == 130  # interrupted inside the leaderboard stage
+    assert not (out / "stages" / "leaderboard.json").exists()
+    assert registry.check_integrity(db) == "ok"
+
+    report = demo_mod.run_demo(out, quick=True, seed=0, submissions=subs, console=Console(quiet=True))
+    states = _states(report)
+    assert states["leaderboard"] == "ran"
+    complete = {n for n in markers if not json.loads((out / "stages" / n).read_text())["summary"].get("incomplete")}
+    finished_before = complete - {"submissions.json", "leaderboard.json"}
+    for name in finished_before:  # finished stages were not redone
+        assert states[name[:-5]] == "done before"
+        assert (out / "stages" / name).stat().st_mtime_ns == markers[name]
+    assert not list(subs.glob(".*.partial"))  # the re-run submissions stage replaced the half-copied folder
+    assert registry.check_integrity(db) == "ok"
+    assert _numbers(db) == numbers
+
+    # same seed -> same numbers: re-run the scoring stages from scratch and compare
+    rerun = "train_va" if (out / "stages" / "train_va.json").exists() else "baselines"
+    (out / "stages" / f"{rerun}.json").unlink()
+    report = demo_mod.run_demo(out, quick=True, seed=0, submissions=subs, console=Console(quiet=True))
+    assert _states(report)[rerun] == "ran" and _states(report)["leaderboard"] == "ran"
+    assert _numbers(db) == numbers
+
+
+def test_stage_dependencies() -> None:
+    assert demo_mod._dependents("baselines") == ["submissions", "leaderboard"]
+    assert demo_mod._dependents("train_va") == ["evaluate", "temporal", "ensemble", "submissions", "leaderboard"]
+    assert set(demo_mod._dependents("synth")) == {s.name for s in demo_mod.STAGES} - {"synth"}
+    names = [s.name for s in demo_mod.STAGES]
+    for stage in demo_mod.STAGES:  # every input stage comes earlier
+        assert all(names.index(dep) < names.index(stage.name) for dep in stage.after)
+
+
+def test_missing_module_is_skipped_and_settings_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def works(demo: demo_mod.Demo) -> dict:
+        calls.append(demo.seed)
+        return {"ok": True}
+
+    def missing(demo: demo_mod.Demo) -> dict:
+        demo_mod.api("abaw.not_built_yet", "run")
+        return {}
+
+    stages = (demo_mod.Stage("first", "a stage that works", works),
+              demo_mod.Stage("second", "a stage whose module is missing", missing, after=("first",)))
+    monkeypatch.setattr(demo_mod, "STAGES", stages)
+    quiet = Console(quiet=True)
+    report = demo_mod.run_demo(tmp_path / "out", seed=3, submissions=tmp_path / "subs", console=quiet)
+    assert _states(report) == {"first": "ran", "second": "skipped"}
+    assert "abaw.not_built_yet" in report["second"]["reason"]
+    assert not (tmp_path / "out" / "stages" / "second.json").exists()
+    report = demo_mod.run_demo(tmp_path / "out", seed=3, submissions=tmp_path / "subs", console=quiet)
+    assert _states(report)["first"] == "done before" and calls == [3]
+    (tmp_path / "out" / "stages" / "first.json").write_text("{half")  # a damaged marker: the stage runs again
+    demo_mod.run_demo(tmp_path / "out", seed=3, submissions=tmp_path / "subs", console=quiet)
+    assert calls == [3, 3]
+    with pytest.raises(AbawError, match="other settings"):
+        demo_mod.run_demo(tmp_path / "out", seed=4, submissions=tmp_path / "subs", console=quiet)

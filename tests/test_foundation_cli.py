@@ -1,0 +1,134 @@
+"""``abaw index``, ``abaw score`` and ``abaw validate-submission`` as a user calls them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_reader import make_root
+
+from abaw import tasks
+from abaw.cli import main
+from abaw.data.affwild2 import AffWild2, video_info
+from abaw.results import write_result_folder
+
+
+def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_root(tmp_path_factory.mktemp("cli") / "data")
+
+
+def _perfect(root: Path, out: Path, split: str, track: str) -> Path:
+    ds = AffWild2(root)
+    preds = {}
+    for e in ds.entries(split, track):
+        lab = ds.labels(e).astype(np.float64)
+        lab[~(lab.reshape(len(lab), -1) != tasks.INVALID[track]).all(axis=1)] = np.nan
+        preds[e.name] = lab
+    return write_result_folder(out, track, preds)
+
+
+@pytest.mark.parametrize("command", ["index", "score", "validate-submission"])
+def test_help(capsys: pytest.CaptureFixture, command: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert f"usage: abaw {command}" in capsys.readouterr().out
+
+
+def test_index_on_the_synthetic_set(capsys: pytest.CaptureFixture, tiny_root_ro: Path, tmp_path: Path) -> None:
+    code, out, _ = run_cli(capsys, "index", str(tiny_root_ro), "--json", "--strict",
+                           "--out", str(tmp_path / "i.parquet"))
+    assert code == 0
+    report = json.loads(out)
+    assert report["layout"] in tasks.LAYOUTS and len(report["fingerprint"]) == 16
+    assert set(report["tracks"]) == set(tasks.TRACKS)
+    table = pd.read_parquet(tmp_path / "i.parquet")
+    labelled = table[table.split != "test"]
+    # line counts equal the frame counts read from the video containers
+    for row in labelled.itertuples():
+        assert row.n_label_lines == row.n_frames == video_info(row.video_path)[0]
+    for track, splits in report["tracks"].items():
+        for split in tasks.SPLITS:
+            counts = splits[split]
+            assert counts["label_lines"] == counts["frames"] > 0 and counts["mismatched"] == 0
+            rows = labelled[(labelled.track == track) & (labelled.split == split)]
+            assert counts["videos"] == len(rows) and counts["valid_labels"] == rows.n_valid.sum() > 0
+    code, out, _ = run_cli(capsys, "index", str(tiny_root_ro))
+    assert code == 0 and "valid labels" in out and "validation" in out
+
+
+def test_index_errors_are_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    code, out, err = run_cli(capsys, "index", str(tmp_path / "nope"))
+    assert code == 2 and err.count("\n") == 1 and "data root not found" in err
+    root = make_root(tmp_path / "d")
+    path = root / "annotations" / "VA_Set" / "Train_Set" / "vid1.txt"
+    path.write_text(path.read_text() + "0.1,0.1\n")
+    code, _, err = run_cli(capsys, "index", str(root), "--strict")
+    assert code == 2 and err.count("\n") == 1
+    assert f"{path}: vid1: 25 label lines but video vid1.mp4 has 24 frames" in err
+    code, out, _ = run_cli(capsys, "index", str(root), "--json")  # a warning without --strict
+    assert code == 0 and json.loads(out)["tracks"]["va"]["train"]["mismatched"] == 1
+    lines = path.read_text().splitlines()
+    lines[3] = "0.1,oops"
+    path.write_text("\n".join(lines) + "\n")
+    code, _, err = run_cli(capsys, "index", str(root))
+    assert code == 2 and err == f"abaw index: error: {path}:4: non-numeric value 'oops'\n"
+
+
+def test_score_json(capsys: pytest.CaptureFixture, root: Path, tmp_path: Path) -> None:
+    for track, keys in (("va", ("ccc_valence", "ccc_arousal")), ("expr", ("f1", "accuracy", "f1_per_class")),
+                        ("au", ("f1", "accuracy", "f1_per_au"))):
+        _perfect(root, tmp_path / track, "validation", track)
+        code, out, _ = run_cli(capsys, "score", "--data-root", str(root), "--split", "validation", "--track", track,
+                               "--pred", str(tmp_path / track), "--json")
+        assert code == 0
+        result = json.loads(out)
+        assert result["score"] == 1.0 and all(k in result for k in keys)
+        code, out, _ = run_cli(capsys, "score", "--data-root", str(root), "--split", "validation", "--track", track,
+                               "--pred", str(tmp_path / track))
+        assert code == 0 and "score 1.0000" in out
+
+
+def test_score_bad_input(capsys: pytest.CaptureFixture, root: Path, tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "score", "--data-root", str(root), "--split", "train", "--track", "va",
+                           "--pred", str(tmp_path / "missing"))
+    assert code == 2 and err.count("\n") == 1 and "result folder not found" in err
+    folder = _perfect(root, tmp_path / "p", "train", "va")
+    (folder / "vid1.txt").unlink()
+    code, _, err = run_cli(capsys, "score", "--data-root", str(root), "--split", "train", "--track", "va",
+                           "--pred", str(folder))
+    assert code == 2 and "result file for 'vid1' is missing" in err
+
+
+def test_validate_submission(capsys: pytest.CaptureFixture, root: Path, tmp_path: Path) -> None:
+    folder = _perfect(root, tmp_path / "sub", "validation", "au")
+    args = ["validate-submission", str(tmp_path / "sub"), "--data-root", str(root), "--split", "validation",
+            "--track", "au"]
+    code, out, _ = run_cli(capsys, *args, "--zip", str(tmp_path / "sub.zip"))
+    assert code == 0 and "valid (2 result files" in out and (tmp_path / "sub.zip").is_file()
+    path = folder / "vid4.txt"
+    path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+    (folder / "stray.txt").write_text("x")
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 1
+    assert out.splitlines() == [f"{folder / 'stray.txt'}: extra file (not a validation name of the AU track)",
+                                f"{path}: 21 lines after the header, but the video of vid4 has 22 frames"]
+
+
+def test_console_script_runs(root: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "abaw", "index", str(root), "--json"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tracks"]["va"]["train"]["videos"] == 3

@@ -1,0 +1,78 @@
+"""A training stopped mid-epoch and resumed ends with exactly the numbers of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from abaw.train.config import resolve
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
+    """Finished runs are recorded in the runs database: keep this module's out of the working tree's."""
+    import os
+
+    old = os.environ.get("ABAW_DB")
+    os.environ["ABAW_DB"] = str(tmp_path_factory.mktemp("db") / "abaw.sqlite")
+    yield
+    if old is None:
+        os.environ.pop("ABAW_DB", None)
+    else:
+        os.environ["ABAW_DB"] = old
+
+
+def _cfg(root: Path) -> dict:
+    return resolve({"name": "resume", "tasks": ["va", "expr"],
+                    "data": {"root": str(root), "streams": ["face"], "duration": 6, "batch_size": 2},
+                    # dropout makes the RNG state matter; plateau keeps scheduler state in play
+                    "model": {"name": "demo_face", "kwargs": {"hidden_size": 8, "image_size": 32, "dropout": 0.3}},
+                    "sched": {"name": "plateau", "patience": 0},
+                    "train": {"epochs": 2, "seed": 5, "progress": False, "checkpoint_every": 3, "threads": 1}})
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_killed_mid_epoch_and_resumed_matches_uninterrupted(tiny_root_ro: Path, tmp_path: Path) -> None:
+    from abaw.train.loop import train
+
+    cfg = _cfg(tiny_root_ro)
+    full = train(cfg, out=tmp_path / "full")
+    reference = _metrics(full)
+    steps_per_epoch = reference[0]["step"]
+    assert steps_per_epoch > 4
+
+    stop_at = steps_per_epoch + 2  # in the middle of the second epoch, between two periodic checkpoints
+    part = train(cfg, out=tmp_path / "part", max_steps=stop_at)
+    info = json.loads((part / "run.json").read_text())
+    assert info["status"] == "stopped" and not (part / "scores.json").exists()
+    assert len(_metrics(part)) == 1
+
+    resumed = train(resume=part)
+    assert resumed == part
+    got = _metrics(resumed)
+    assert [r["val"] for r in got] == [r["val"] for r in reference]
+    assert [r["train_loss"] for r in got] == pytest.approx([r["train_loss"] for r in reference], rel=0, abs=1e-12)
+    a = json.loads((full / "scores.json").read_text())
+    b = json.loads((resumed / "scores.json").read_text())
+    assert a["tracks"] == b["tracks"]
+    assert json.loads((resumed / "run.json").read_text())["status"] == "finished"
+
+
+def test_resume_refuses_a_changed_config(tiny_root_ro: Path, tmp_path: Path) -> None:
+    from abaw.errors import AbawError
+    from abaw.train.loop import train
+
+    cfg = _cfg(tiny_root_ro)
+    part = train(cfg, out=tmp_path / "p", max_steps=1)
+    saved = json.loads((part / "config.json").read_text())
+    saved["optim"]["lr"] = 0.5
+    (part / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(AbawError, match="config.json changed"):
+        train(resume=part)
+    with pytest.raises(AbawError, match="not a training run folder"):
+        train(resume=tmp_path)

@@ -1,0 +1,297 @@
+"""The synthetic Aff-Wild2 and AffectNet-format generators: layout, counts, crops, boxes, audio, determinism,
+learnability, and the command line."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+
+from abaw import tasks
+from abaw.cli import main
+from abaw.synth import generate, generate_affectnet
+from abaw.synth.latent import STATES, prototype_matrix, read_expression, simulate_person
+
+#: The boxes table of docs/design.md section 1, spelled out independently of the writer.
+BOX_SCHEMA = (["frame", "timestamp", "face_id", "name", "face_x", "face_y", "face_w", "face_h", "face_score"]
+              + [f"lm{i}_{c}" for i in range(5) for c in ("x", "y")]
+              + ["person_x", "person_y", "person_w", "person_h", "person_score"])
+FACE_FIELDS = ["face_x", "face_y", "face_w", "face_h"] + [f"lm{i}_{c}" for i in range(5) for c in ("x", "y")]
+
+
+def _frame_count(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def _annotation_files(root: Path, layout: str = "abaw2021") -> dict[tuple[str, str], list[Path]]:
+    out = {}
+    for t in tasks.TRACKS:
+        for s in tasks.SPLITS:
+            d = root / "annotations" / tasks.ANNOTATION_DIRS[layout][t] / tasks.SPLIT_DIRS[s]
+            out[t, s] = sorted(d.glob("*.txt"))
+    return out
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+
+
+def _video_of(name: str) -> str:
+    return tasks.split_two_person(name)[0]
+
+
+@pytest.fixture(scope="module")
+def set2022(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Four videos (one with two people) long enough to see the streams follow the labels, in the 2022 layout."""
+    root = tmp_path_factory.mktemp("synth2022") / "data"
+    summary = generate(root, videos=4, frames=150, seed=3, layout="abaw2022")
+    return root, summary
+
+
+def test_layout_and_line_counts(tiny_root_ro: Path) -> None:
+    root = tiny_root_ro
+    videos = sorted((root / "videos").glob("*.mp4"))
+    assert len(videos) == 6
+    files = _annotation_files(root)
+    for (track, split), paths in files.items():
+        assert paths, f"no {split} videos in the {track} track"
+        for path in paths:
+            lines = path.read_text().splitlines()
+            assert lines[0] == tasks.header(track, "abaw2021")
+            n_video = _frame_count(root / "videos" / f"{_video_of(path.stem)}.mp4")
+            assert len(lines) - 1 == n_video == 48
+            labels = _read_labels(path)
+            if track == "va":
+                ok = (labels != tasks.VA_INVALID).all(axis=1)
+                assert np.all(np.abs(labels[ok]) <= 1)
+            elif track == "expr":
+                assert set(np.unique(labels)) <= set(range(-1, 7))
+            else:
+                assert labels.shape[1] == 12 and set(np.unique(labels)) <= {-1, 0, 1}
+    # not every video is in every track (like the real set), and test videos have no labels
+    annotated = {p.stem for paths in files.values() for p in paths}
+    for track in tasks.TRACKS:
+        test_names = (root / "test_set" / f"{track}.txt").read_text().split()
+        assert test_names and not set(test_names) & annotated
+    per_track = [{p.stem for s in tasks.SPLITS for p in files[t, s]} for t in tasks.TRACKS]
+    assert len({frozenset(x) for x in per_track}) > 1
+
+
+def test_crops_boxes_and_invalid_labels(tiny_root_ro: Path) -> None:
+    root = tiny_root_ro
+    files = _annotation_files(root)
+    no_face_frames = 0
+    for video in sorted((root / "videos").glob("*.mp4")):
+        df = pd.read_csv(root / "boxes" / f"{video.stem}.csv")
+        assert list(df.columns) == BOX_SCHEMA
+        assert list(zip(df["face_id"], df["frame"], strict=True)) == sorted(zip(df["face_id"], df["frame"],
+                                                                               strict=True))
+        assert df[["person_x", "person_y", "person_w", "person_h"]].notna().all().all()
+        for face_id, track_df in df.groupby("face_id"):
+            assert list(track_df["frame"]) == list(range(1, 49))
+            assert np.allclose(track_df["timestamp"], (track_df["frame"] - 1) / 25.0)
+            name = track_df["name"].iloc[0]
+            has_face = track_df["face_score"].to_numpy() == 1.0
+            assert np.isin(track_df["face_score"], [0.0, 1.0]).all()
+            assert track_df.loc[has_face, FACE_FIELDS].notna().all().all()
+            assert track_df.loc[~has_face, FACE_FIELDS].isna().all().all()
+            crops = sorted(p.name for p in (root / "cropped_aligned" / name).glob("*.jpg"))
+            assert crops == [tasks.CROP_PATTERN.format(f) for f in track_df["frame"][has_face]]
+            no_face_frames += int((~has_face).sum())
+            # frames without a face carry invalid labels in every track
+            for (track, _split), paths in files.items():
+                for path in paths:
+                    if path.stem == name:
+                        labels = _read_labels(path)
+                        assert (labels[~has_face] == tasks.INVALID[track]).all()
+            assert face_id in (0, 1)
+    assert no_face_frames > 0
+    # label stretches missing although the face is there exist somewhere (like the real set) or no-face ones do
+    invalid = sum(int((_read_labels(p) == tasks.INVALID[t]).all(axis=1).sum()) for (t, _), ps in files.items()
+                  for p in ps)
+    assert invalid > 0
+
+
+def test_crop_images(tiny_root_ro: Path) -> None:
+    import cv2
+
+    crop = next((tiny_root_ro / "cropped_aligned").glob("*/00001.jpg"), None)
+    if crop is None:
+        crop = next((tiny_root_ro / "cropped_aligned").glob("*/*.jpg"))
+    img = cv2.imread(str(crop))
+    assert img.shape == (112, 112, 3)
+    assert img.std() > 10  # a face, not a blank image
+
+
+def test_two_person_video(tiny_root_ro: Path) -> None:
+    root = tiny_root_ro
+    boxes = [pd.read_csv(p) for p in sorted((root / "boxes").glob("*.csv"))]
+    two = [df for df in boxes if df["face_id"].nunique() == 2]
+    assert two
+    names = sorted(two[0]["name"].unique())
+    video = _video_of(names[0])
+    assert names == [video + "_left", video + "_right"]
+    for name in names:
+        assert (root / "cropped_aligned" / name).is_dir()
+    assert not (root / "videos" / f"{names[0]}.mp4").exists() and (root / "videos" / f"{video}.mp4").exists()
+    left = two[0][two[0]["name"] == names[0]]
+    right = two[0][two[0]["name"] == names[1]]
+    assert left["face_x"].mean() < right["face_x"].mean()
+
+
+def test_audio_track_follows_arousal(set2022: tuple[Path, dict]) -> None:
+    root, _ = set2022
+    corrs = []
+    for path in sorted((root / "annotations" / "VA_Estimation_Challenge").glob("*/*.txt")):
+        if tasks.split_two_person(path.stem)[1]:
+            continue  # two voices mixed
+        with av.open(str(root / "videos" / f"{_video_of(path.stem)}.mp4")) as c:
+            assert c.streams.audio, "no audio track"
+            stream = c.streams.audio[0]
+            sr = stream.codec_context.sample_rate
+            audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+        va = _read_labels(path)
+        n = len(va)
+        hop = sr / 25.0
+        energy = np.array([np.sqrt(np.mean(audio[int(i * hop):int((i + 1) * hop)] ** 2) + 1e-12) for i in range(n)])
+        # smooth over a second: speech comes in syllables and pauses, arousal sets the level
+        kernel = np.ones(25) / 25
+        energy = np.convolve(energy, kernel, mode="same")
+        arousal = np.convolve(np.where(va[:, 1] == tasks.VA_INVALID, np.nan, va[:, 1]), kernel, mode="same")
+        ok = ~np.isnan(arousal)
+        if ok.sum() > 50 and energy[ok].std() > 0 and arousal[ok].std() > 0:
+            corrs.append(np.corrcoef(energy[ok], arousal[ok])[0, 1])
+    assert corrs and np.mean(corrs) > 0.2, corrs
+
+
+def test_every_stream_carries_a_cue(set2022: tuple[Path, dict]) -> None:
+    from abaw.synth.cues import stream_correlations
+
+    r = stream_correlations(set2022[0])
+    for key in ("body_openness~arousal", "scene_warmth~valence", "audio_rms~arousal", "audio_brightness~valence"):
+        assert r[key] > 0.1, r
+
+
+def test_layout_2022_and_mtl(set2022: tuple[Path, dict]) -> None:
+    root, summary = set2022
+    assert summary["layout"] == "abaw2022"
+    files = _annotation_files(root, "abaw2022")
+    expr = [p for s in tasks.SPLITS for p in files["expr", s]]
+    assert expr and expr[0].read_text().splitlines()[0] == ",".join(tasks.EXPR_CLASSES_8)
+    for s in tasks.SPLITS:
+        mtl = root / "annotations" / "MTL" / tasks.MTL_FILES[s]
+        df = pd.read_csv(mtl)
+        assert list(df.columns) == list(tasks.MTL_HEADER_PREFIX) + list(tasks.AU_NAMES_12)
+        for image in df["image"].head(20):
+            assert (root / "cropped_aligned" / image).is_file()
+        assert df["expression"].between(-1, 7).all()
+
+
+def test_determinism(tmp_path: Path) -> None:
+    a = generate(tmp_path / "a", videos=3, frames=16, seed=7)
+    b = generate(tmp_path / "b", videos=3, frames=16, seed=7, workers=2)
+    generate(tmp_path / "c", videos=3, frames=16, seed=8)
+    assert a["splits"] == b["splits"]
+    for sub in ("annotations", "boxes", "test_set", "cropped_aligned", "videos"):
+        ra = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a" / sub).rglob("*") if p.is_file())
+        rb = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b" / sub).rglob("*") if p.is_file())
+        assert ra == rb
+        for rel in ra:
+            assert filecmp.cmp(tmp_path / "a" / rel, tmp_path / "b" / rel, shallow=False), rel
+    boxes_a = sorted((tmp_path / "a" / "boxes").glob("*.csv"))[0]
+    assert boxes_a.read_bytes() != (tmp_path / "c" / "boxes" / boxes_a.name).read_bytes()
+
+
+def test_expression_follows_action_pattern() -> None:
+    protos = prototype_matrix()
+    for k, state in enumerate(STATES):
+        read = read_expression(0.8 * protos[k][None, :], protos)
+        assert STATES[read[0]] == state
+    track = simulate_person(np.random.default_rng(0), 500, 25.0)
+    assert track.va.shape == (500, 2) and np.abs(track.va).max() <= 1
+    happy = track.expr == STATES.index("Happiness")
+    if happy.any() and (~happy).any():
+        assert track.va[happy, 0].mean() > track.va[~happy, 0].mean()
+
+
+def test_expr_learnable_from_crops(tmp_path: Path) -> None:
+    """A logistic regression on downsampled crop pixels (per-person mean removed) beats the majority class on
+    held-out videos."""
+    import cv2
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    root = tmp_path / "data"
+    generate(root, videos=8, frames=100, seed=1)
+
+    def load(split: str) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for path in sorted((root / "annotations" / "EXPR_Set" / tasks.SPLIT_DIRS[split]).glob("*.txt")):
+            labels = _read_labels(path)[:, 0].astype(int)
+            rows = []
+            for i in np.flatnonzero(labels >= 0):
+                img = cv2.imread(str(root / "cropped_aligned" / path.stem / tasks.CROP_PATTERN.format(i + 1)), 0)
+                rows.append(cv2.resize(img, (24, 24), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0)
+                ys.append(labels[i])
+            if rows:  # subtract each person's mean crop: the identity is not the expression
+                xs.extend(np.array(rows) - np.mean(rows, axis=0))
+        return np.array(xs), np.array(ys)
+
+    x_tr, y_tr = load("train")
+    x_va, y_va = load("validation")
+    model = LogisticRegression(max_iter=200, C=0.5).fit(x_tr, y_tr)
+    f1_model = f1_score(y_va, model.predict(x_va), average="macro")
+    f1_major = f1_score(y_va, np.full_like(y_va, np.bincount(y_tr).argmax()), average="macro")
+    assert f1_model > f1_major + 0.05, (f1_model, f1_major)
+
+
+def test_affectnet_layout(tmp_path: Path) -> None:
+    out = tmp_path / "affectnet"
+    s = generate_affectnet(out, images=64, seed=2, size=96)
+    assert s["train"] + s["validation"] == 64
+    cols = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
+            "expression", "valence", "arousal"]
+    frames = []
+    for name in ("training.csv", "validation.csv"):
+        df = pd.read_csv(out / name)
+        assert list(df.columns) == cols
+        frames.append(df)
+    df = pd.concat(frames)
+    assert set(df["expression"]) == set(range(len(tasks.AFFECTNET_CLASSES)))
+    assert df["valence"].between(-1, 1).all() and df["arousal"].between(-1, 1).all()
+    for _, row in df.head(5).iterrows():
+        assert (out / "Manually_Annotated_Images" / row["subDirectory_filePath"]).is_file()
+        lm = np.array(row["facial_landmarks"].split(";"), dtype=float).reshape(68, 2)
+        assert (lm >= 0).all() and (lm < 96).all()
+        assert 0 <= row["face_x"] < 96 and row["face_width"] > 10
+    # the same seed gives the same set
+    generate_affectnet(tmp_path / "again", images=64, seed=2, size=96)
+    assert (out / "training.csv").read_bytes() == (tmp_path / "again" / "training.csv").read_bytes()
+    # happiness is happier than sadness
+    happy = df[df["expression"] == tasks.AFFECTNET_CLASSES.index("Happiness")]["valence"].mean()
+    sad = df[df["expression"] == tasks.AFFECTNET_CLASSES.index("Sadness")]["valence"].mean()
+    assert happy > sad
+
+
+def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    assert main(["synth", "--out", str(out), "--videos", "2", "--frames", "12", "--seed", "1"]) == 0
+    assert "wrote 2 videos" in capsys.readouterr().out
+    assert (out / "synth.json").is_file()
+    # regenerating over an earlier synthetic set replaces it
+    assert main(["synth", "--out", str(out), "--videos", "1", "--frames", "10"]) == 0
+    assert len(list((out / "videos").glob("*.mp4"))) == 1
+    # a folder with other data is refused with one line
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    assert main(["synth", "--out", str(other), "--videos", "1", "--frames", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "not a synthetic set" in err and err.count("\n") == 1
+    assert main(["synth", "--out", str(tmp_path / "bad"), "--size", "321x240"]) == 2
+    assert main(["synth-affectnet", "--out", str(tmp_path / "an"), "--images", "10", "--size", "64"]) == 0

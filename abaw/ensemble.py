@@ -204,6 +204,14 @@ def fuse(track: str, method: str, values: np.ndarray, true: np.ndarray, names: n
                           in_sample_score=float(in_sample), params=params, folds=folds)
 
 
+def _applied(summary: dict[str, Any], gain: float) -> dict[str, Any]:
+    """Mark a tuned add-on as applied to the fused run's outputs only when its held-out gain is positive."""
+    note = ("applied: it raised the held-out score" if gain > 0 else
+            "not applied: it did not raise the held-out score, so the fused outputs are left as they were")
+    return {**summary, "applied": gain > 0, "applied_note": note + " (this keep/drop choice is itself made on the "
+            "validation videos)"}
+
+
 # ---- ensemble runs -------------------------------------------------------------------------------------------
 
 
@@ -274,10 +282,12 @@ def ensemble_runs(run_dirs: list[str | Path], track: str, method: str = "mean", 
         smooth = tune_au_thresholds = False
     if smooth:
         smoothing = tune_smoothing(track, final, true, names, protocol, n_splits=n_splits)
-        final = smoothing.values
+        if smoothing.gain > 0:  # kept only when it helps held-out videos (one binary choice, said in the note)
+            final = smoothing.values
     if tune_au_thresholds:
         thresholds = tune_thresholds_cv(final, true, names, protocol, n_splits=n_splits)
-        thr = thresholds.row_thresholds
+        if thresholds.cv_score > thresholds.default_score:
+            thr = thresholds.row_thresholds
     final_scores = score(track, final, true, protocol, thr)
 
     config = {"kind": "ensemble", "track": track, "method": method, "members": [str(r.path.resolve()) for r in runs],
@@ -300,8 +310,9 @@ def ensemble_runs(run_dirs: list[str | Path], track: str, method: str = "mean", 
         "fused_score_note": honest, "in_sample_score": fused.in_sample_score,
         "in_sample_note": None if fused.in_sample_score is None else "fitted and scored on the same frames",
         "params": fused.params, "folds": fused.folds,
-        "smoothing": smoothing.summary() if smoothing else None,
-        "thresholds": thresholds.summary(track_columns("au", protocol)) if thresholds else None,
+        "smoothing": _applied(smoothing.summary(), smoothing.gain) if smoothing else None,
+        "thresholds": _applied(thresholds.summary(track_columns("au", protocol)),
+                               thresholds.cv_score - thresholds.default_score) if thresholds else None,
         "skipped": skipped,
     }
     seconds = time.perf_counter() - t0

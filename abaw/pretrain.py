@@ -168,7 +168,7 @@ def pretrain_affectnet(cfg: PretrainConfig, force: bool = False, stop_after: int
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs + 1):
         net.train()
-        total, n = 0.0, 0
+        total, n, epoch_start = 0.0, 0, time.perf_counter()
         for batch in train_loader:
             batch = {k: v.to(cfg.device) for k, v in batch.items()}
             loss = _loss(net(batch["image"]), batch)
@@ -178,7 +178,8 @@ def pretrain_affectnet(cfg: PretrainConfig, force: bool = False, stop_after: int
             total += float(loss.detach()) * len(batch["index"])
             n += len(batch["index"])
         scores = evaluate(net, val_loader, cfg.device) if len(val) else {}
-        record = {"epoch": epoch, "loss": total / max(n, 1), **{f"val_{k}": v for k, v in scores.items()}}
+        record = {"epoch": epoch, "loss": total / max(n, 1), **{f"val_{k}": v for k, v in scores.items()},
+                  "seconds": round(time.perf_counter() - epoch_start, 1)}
         history.append(record)
         log.info("pretrain epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))
         f1 = scores.get("f1", -record["loss"])

@@ -45,6 +45,16 @@ LAYOUTS: tuple[str, ...] = tuple(ANNOTATION_DIRS)
 MTL_HEADER_PREFIX: tuple[str, ...] = ("image", "valence", "arousal", "expression")
 MTL_FILES: dict[str, str] = {"train": "training_set_annotations.txt", "validation": "validation_set_annotations.txt"}
 
+#: Folder names of a data root (docs/design.md section 1).
+ANNOTATIONS_DIR = "annotations"
+VIDEOS_DIR = "videos"
+CROPS_DIR = "cropped_aligned"
+TEST_SET_DIR = "test_set"
+BOXES_DIR = "boxes"
+MTL_DIR = "MTL"
+PREPARED_DIR = "prepared"
+FEATURES_DIR = "features"
+
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi")
 CROP_PATTERN = "{:05d}.jpg"  # frame i (1-based) -> cropped_aligned/<name>/00001.jpg
 TWO_PERSON_SUFFIXES: tuple[str, ...] = ("_left", "_right")

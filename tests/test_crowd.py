@@ -245,9 +245,9 @@ def test_simulated_annotators_kinds():
     np.testing.assert_allclose(empirical_confusion(y, codes, 4), conf, atol=0.06)
 
 
-@pytest.fixture()
+@pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny MLPs train several times faster on one thread than on threads fighting over two shared cores."""
+    """Tiny models train faster on one thread than on threads fighting over two shared cores."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -282,7 +282,7 @@ def test_dawid_skene_recovers_true_labels_better_than_majority_vote(crowd_proble
     assert np.abs(ds.confusion - p["conf"]).mean() < 0.02
 
 
-def test_mw_crowd_layer_recovers_confusions_and_beats_majority_vote(crowd_problem, one_thread):
+def test_mw_crowd_layer_recovers_confusions_and_beats_majority_vote(crowd_problem):
     p = crowd_problem
     x, xt = torch.from_numpy(p["train"].x), torch.from_numpy(p["test"].x)
     kw = {"epochs": 30, "lr": 3e-3, "crowd_lr": 1e-2, "batch_size": 64}
@@ -337,3 +337,36 @@ def test_cli_aggregate_values_and_errors(tmp_path, capsys):
     assert main(["crowd", "aggregate", str(path), "--method", "mv"]) == 2
     assert "continuous" in capsys.readouterr().err
     assert main(["crowd", "aggregate", str(tmp_path / "none.csv")]) == 2
+
+
+def test_regression_crowd_layer_learns_annotator_offsets():
+    """Annotators who shift valence by a personal offset: a B layer learns the offsets (up to a common shift, which
+    the base model absorbs) and the base model fits the true value; 30% of the values are missing."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(400, 3)).astype(np.float32))
+    truth = x @ torch.tensor([0.3, -0.2, 0.1])
+    offsets = torch.tensor([0.0, 0.4, -0.3, 0.2])
+    targets = truth[:, None] + offsets + 0.05 * torch.randn(400, 4)
+    targets[torch.from_numpy(rng.random((400, 4)) < 0.3)] = float("nan")
+    model = CrowdModel(nn.Linear(3, 1), CrowdRegression(4, "B"))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(300):
+        loss = model.loss(model(x), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    learned = model.crowd.bias.detach()
+    torch.testing.assert_close(learned - learned.mean(), offsets - offsets.mean(), atol=0.03, rtol=0)
+    pred = model.predict(x)[:, 0]
+    assert torch.corrcoef(torch.stack([pred, truth]))[0, 1] > 0.99
+
+
+def test_mw_init_from_confusion_round_trips():
+    rng = np.random.default_rng(0)
+    conf, _ = annotator_panel(4, rng, reliable=1, noisy=1, adversarial=1)
+    layer = CrowdClassification(4, 3, "MW")
+    layer.init_from_confusion(torch.from_numpy(conf))
+    np.testing.assert_allclose(layer.confusion().numpy(), conf, atol=2e-3)
+    with pytest.raises(ValueError):
+        CrowdClassification(4, 3, "VW").init_from_confusion(torch.from_numpy(conf))

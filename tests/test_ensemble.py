@@ -205,7 +205,11 @@ def test_smoothing_and_thresholds_in_an_ensemble(world: dict, tmp_path: Path) ->
     assert sm["cv_score"] == pytest.approx(report.smoothing.cv_score)
     assert sm["gain"] == pytest.approx(sm["cv_score"] - sm["unsmoothed_score"])
     assert set(details["thresholds"]["thresholds"]) == set(tasks.au_columns(PROTOCOL))
-    assert report.final_score == pytest.approx(details["thresholds"]["cv_score"])
+    th = details["thresholds"]
+    # an add-on is kept only when it raised the held-out score, and the final score says which
+    assert th["applied"] == (th["cv_score"] > th["default_score"])
+    assert sm["applied"] == (sm["gain"] > 0)
+    assert report.final_score == pytest.approx(th["cv_score"] if th["applied"] else th["default_score"])
 
 
 def test_missing_video_is_a_clear_error(world: dict, tmp_path: Path) -> None:

@@ -19,15 +19,16 @@ def affectnet_root(tmp_path_factory):
     return write_tiny_affectnet(tmp_path_factory.mktemp("affectnet_pre"), images=64, size=32)
 
 
-@pytest.fixture()
+@pytest.fixture(autouse=True)
 def one_thread():
+    """Tiny models train faster on one thread than on threads fighting over two shared cores."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
 
-def test_pretrain_cli_expr_va_and_checkpoint_loads(affectnet_root, tmp_path, capsys, one_thread):
+def test_pretrain_cli_expr_va_and_checkpoint_loads(affectnet_root, tmp_path, capsys):
     out = tmp_path / "affectnet_tiny.pt"
     assert main(["pretrain-affectnet", "--data", str(affectnet_root), "--backbone", "tiny_cnn", "--tasks", "expr+va",
                  "--epochs", "4", "--batch-size", "16", "--lr", "3e-3", "--image-size", "32", "--out", str(out)]) == 0
@@ -49,7 +50,7 @@ def test_pretrain_cli_expr_va_and_checkpoint_loads(affectnet_root, tmp_path, cap
         load_backbone_checkpoint(create_backbone("audio_cnn"), out)
 
 
-def test_pretrain_resumes_to_the_same_result(affectnet_root, tmp_path, one_thread):
+def test_pretrain_resumes_to_the_same_result(affectnet_root, tmp_path):
     kw = {"data": affectnet_root, "backbone": "tiny_cnn", "target": "abaw7", "batch_size": 16, "image_size": 32,
           "augment": False}
     full = pretrain_affectnet(PretrainConfig(out=tmp_path / "full.pt", epochs=2, **kw))
@@ -70,7 +71,7 @@ def test_pretrain_bad_tasks(affectnet_root, tmp_path):
                                           tasks=("va",)))
 
 
-def test_checkpoint_loads_into_the_face_stream_of_a_preset(affectnet_root, tmp_path, one_thread):
+def test_checkpoint_loads_into_the_face_stream_of_a_preset(affectnet_root, tmp_path):
     """What ``train_affwild2.py --pretrained_affectnet CKPT`` does: the face CNN of the model starts from it."""
     from abaw.models import create_model
 

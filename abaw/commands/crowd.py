@@ -62,6 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     tc.add_argument("--batch-size", type=int, default=32)
     tc.add_argument("--lr", type=float, default=1e-3)
     tc.add_argument("--crowd-lr", type=float, default=1e-2, help="learning rate of the crowd layer")
+    tc.add_argument("--crowd-init", choices=("identity", "ds"), default="identity",
+                    help="MW start: identity (Rodrigues & Pereira) or the Dawid-Skene confusion matrices")
     tc.add_argument("--image-size", type=int, default=112)
     tc.add_argument("--limit", type=int, default=None, help="use only the first N images of each split")
     tc.add_argument("--seed", type=int, default=0)
@@ -200,7 +202,7 @@ def run_train_crowd(args: argparse.Namespace) -> int:
                                 conn_type=args.crowd_layer, backbone=args.backbone, pretrained=args.pretrained,
                                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 image_size=args.image_size, seed=args.seed, device=args.device, limit=args.limit,
-                                crowd_lr=args.crowd_lr)
+                                crowd_lr=args.crowd_lr, crowd_init=args.crowd_init)
     print(json.dumps(scores, indent=2))
     return 0
 

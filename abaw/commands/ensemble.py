@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from abaw import tasks
 
@@ -52,12 +53,14 @@ def run(args: argparse.Namespace) -> int:
     if report.smoothing is not None:
         sm = report.smoothing
         table.add_row(f"+ smoothing ({sm.method}, {sm.window})", f"{sm.cv_score:.4f}",
-                      f"held out (grouped CV); gain {sm.gain:+.4f}; in-sample {sm.in_sample_score:.4f}")
+                      f"held out (grouped CV); gain {sm.gain:+.4f}; in-sample {sm.in_sample_score:.4f}; "
+                      + ("applied" if sm.gain > 0 else "not applied (no held-out gain)"))
     if report.thresholds is not None:
         th = report.thresholds
+        gain = th.cv_score - th.default_score
         table.add_row("+ per-AU thresholds", f"{th.cv_score:.4f}",
-                      f"held out (grouped CV); gain {th.cv_score - th.default_score:+.4f}; "
-                      f"in-sample {th.in_sample_score:.4f}")
+                      f"held out (grouped CV); gain {gain:+.4f}; in-sample {th.in_sample_score:.4f}; "
+                      + ("applied" if gain > 0 else "not applied (no held-out gain)"))
     table.add_row("final", f"{report.final_score:.4f}", str(report.run_dir))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 140).print(table)
     return 0

@@ -89,7 +89,7 @@ def train_crowd_images(data: Path, out: Path, votes: Path | None = None, simulat
                        method: str = "crowd", conn_type: str = "MW", backbone: str = "tiny_cnn",
                        pretrained: Any = None, epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
                        image_size: int = 112, seed: int = 0, device: str = "cpu", limit: int | None = None,
-                       crowd_lr: float | None = None) -> dict[str, Any]:
+                       crowd_lr: float | None = None, crowd_init: str = "identity") -> dict[str, Any]:
     """Train and write the run folder ``out``; returns the validation scores. ``limit`` uses only the first N
     images of each split (quick runs)."""
     from abaw.models.backbones import NORMALIZATIONS, create_backbone, save_backbone_checkpoint
@@ -118,7 +118,8 @@ def train_crowd_images(data: Path, out: Path, votes: Path | None = None, simulat
     codes_l = codes[labelled]
 
     config = {"data": str(data), "votes": str(votes) if votes else None, "simulate": simulate, "method": method,
-              "crowd_layer": conn_type if method == "crowd" else None, "crowd_lr": crowd_lr, "backbone": backbone,
+              "crowd_layer": conn_type if method == "crowd" else None, "crowd_lr": crowd_lr,
+              "crowd_init": crowd_init if method == "crowd" else None, "backbone": backbone,
               "pretrained": str(pretrained) if pretrained else None, "epochs": epochs, "batch_size": batch_size,
               "lr": lr, "image_size": image_size, "seed": seed, "limit": limit, "classes": list(AFFECTNET_CLASSES),
               "annotators": list(annotators), "train_images": len(labelled), "val_images": len(val)}
@@ -131,7 +132,8 @@ def train_crowd_images(data: Path, out: Path, votes: Path | None = None, simulat
         return scores
 
     fit = fit_crowd(net, subset, codes_l, N_CLASSES, method=method, conn_type=conn_type, epochs=epochs, lr=lr,
-                    batch_size=batch_size, seed=seed, device=device, on_epoch=on_epoch, crowd_lr=crowd_lr)
+                    batch_size=batch_size, seed=seed, device=device, on_epoch=on_epoch, crowd_lr=crowd_lr,
+                    crowd_init=crowd_init)
     scores: dict[str, Any] = _scores(predict_classes(net, val, device=device), val.expr)
     mv = majority_vote_codes(codes_l, N_CLASSES)
     ds = fit.dawid_skene or dawid_skene(codes_l, N_CLASSES)

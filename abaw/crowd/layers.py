@@ -52,6 +52,15 @@ class CrowdClassification(nn.Module):
         return out.expand(-1, -1, self.n_annotators) if out.shape[2] == 1 else out
 
     @torch.no_grad()
+    def init_from_confusion(self, confusion: torch.Tensor, floor: float = 1e-3) -> None:
+        """MW only: start from known confusion matrices (R, K, K), e.g. Dawid-Skene's, by setting
+        ``W_r = log(confusion_r)`` so that :meth:`confusion` returns them (rows floored at ``floor``)."""
+        if self.conn_type != "MW":
+            raise ValueError("only the MW crowd layer can start from confusion matrices")
+        conf = torch.as_tensor(confusion, dtype=self.weight.dtype).clamp(min=floor)
+        self.weight.copy_(torch.log(conf / conf.sum(dim=2, keepdim=True)))
+
+    @torch.no_grad()
     def confusion(self) -> torch.Tensor:
         """Estimated confusion matrices (R, K, K): row k is softmax over the layer's scores for a one-hot class k."""
         eye = torch.eye(self.n_classes, device=next(self.parameters()).device)

@@ -83,11 +83,12 @@ def fit_crowd(base: nn.Module, inputs: Dataset | torch.Tensor, codes: np.ndarray
               method: str = "crowd", conn_type: str = "MW", epochs: int = 20, lr: float = 1e-3,
               batch_size: int = 64, weight_decay: float = 0.0, seed: int = 0, device: str | torch.device = "cpu",
               crowd_lr: float | None = None, on_epoch: Callable[[int, nn.Module], dict[str, float]] | None = None,
-              num_workers: int = 0) -> FitResult:
+              num_workers: int = 0, crowd_init: str = "identity") -> FitResult:
     """Train ``base`` (inputs -> K logits) from crowd codes (N, R) with ``method`` (see module docstring).
 
-    ``crowd_lr`` sets the crowd layer's learning rate (default ``lr``); ``on_epoch(epoch, base)`` may return
-    validation figures that go into the history. Adam optimiser.
+    ``crowd_lr`` sets the crowd layer's learning rate (default ``lr``); ``crowd_init="ds"`` starts an MW layer from
+    the Dawid-Skene confusion matrices instead of the identity (a warm start beyond Rodrigues & Pereira);
+    ``on_epoch(epoch, base)`` may return validation figures that go into the history. Adam optimiser.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -99,6 +100,11 @@ def fit_crowd(base: nn.Module, inputs: Dataset | torch.Tensor, codes: np.ndarray
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(_Indexed(data), batch_size=batch_size, shuffle=True, generator=gen, num_workers=num_workers)
     crowd = CrowdClassification(n_classes, codes.shape[1], conn_type) if method == "crowd" else None
+    if crowd is not None and crowd_init == "ds":
+        ds = dawid_skene(codes, n_classes)
+        crowd.init_from_confusion(torch.from_numpy(ds.confusion))
+    elif crowd_init not in ("identity", "ds"):
+        raise ValueError(f"unknown crowd_init {crowd_init!r}; choose identity or ds")
     model: nn.Module = CrowdModel(base, crowd) if crowd is not None else base
     model.to(device)
     groups = [{"params": list(base.parameters()), "lr": lr}]

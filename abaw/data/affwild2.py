@@ -24,16 +24,10 @@ from tqdm import tqdm
 from abaw import tasks
 from abaw.errors import AbawError
 from abaw.fileio import atomic_path
+from abaw.tasks import ANNOTATIONS_DIR, BOXES_DIR, CROPS_DIR, MTL_DIR, TEST_SET_DIR, VIDEOS_DIR  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-# Folder names of the data root (docs/design.md section 1).
-ANNOTATIONS_DIR = "annotations"
-VIDEOS_DIR = "videos"
-CROPS_DIR = "cropped_aligned"
-TEST_SET_DIR = "test_set"
-BOXES_DIR = "boxes"
-MTL_DIR = "MTL"
 MTL_LAYOUT = "mtl"
 
 #: Required columns of ``boxes/<video>.csv``.

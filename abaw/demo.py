@@ -50,7 +50,8 @@ class DemoSize:
 
 
 FULL = DemoSize()
-QUICK = DemoSize(videos=12, frames=80, epochs=5, temporal_epochs=8)
+#: --quick shrinks the data (feature extraction dominates the time); training keeps the presets' epochs.
+QUICK = DemoSize(videos=12, frames=80)
 
 
 @dataclass

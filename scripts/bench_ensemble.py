@@ -61,11 +61,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[20000, 80000, 320000])
     parser.add_argument("--video-frames", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3, help="best of this many timings")
+    parser.add_argument("--method", default="mean", choices=("mean", "weighted", "stack"),
+                        help="fusion of the end-to-end timing (default: mean)")
+    parser.add_argument("--smooth", action="store_true", help="also tune smoothing in the end-to-end timing")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the annotations-only root has no videos; the reader would say so each time
     os.environ.setdefault("ABAW_DB", os.devnull)
     rng = np.random.default_rng(0)
     rows = []
+    print(f"end-to-end: ensemble_runs(method={args.method!r}, smooth={args.smooth})")
     print(f"{'N':>3} {'M':>8} {'N*M':>10} {'align+mean s':>13} {'ensemble s':>11} {'ns/cell':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for m in args.frames:
@@ -84,7 +88,7 @@ def main() -> None:
                     fuse_mean(values)
                     t_align = min(t_align, time.perf_counter() - t0)
                     t0 = time.perf_counter()
-                    ensemble_runs(members, "va", "mean", out_dir=base / "out")
+                    ensemble_runs(members, "va", args.method, smooth=args.smooth, out_dir=base / "out")
                     t_full = min(t_full, time.perf_counter() - t0)
                 rows.append((n, m, t_align, t_full))
                 print(f"{n:>3} {m:>8} {n * m:>10} {t_align:>13.3f} {t_full:>11.3f} {1e9 * t_align / (n * m):>8.1f}")

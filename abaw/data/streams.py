@@ -127,6 +127,10 @@ class StreamLoader:
         spec = spec or {}
         self.specs = {s: image_spec(spec.get(s), image_size) for s in IMAGE_STREAMS if s in self.streams}
         self.audio_spec = dict(spec.get("audio") or {})
+        wanted = (spec.get("landmarks") or {}).get("dim")
+        if "landmarks" in self.streams and wanted not in (None, 2 * N_LANDMARKS):
+            raise AbawError(f"the model wants {wanted} landmark values per frame, but boxes tables have "
+                            f"{N_LANDMARKS} points ({2 * N_LANDMARKS} values): use landmarks=5")
         self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._cache_size = cache_videos
 

@@ -317,6 +317,8 @@ class Trainer:
         try:
             stopped = False
             for epoch in range(self.state["epoch"], self.cfg["train"]["epochs"]):
+                if self.state["bad_epochs"] >= self.cfg["train"]["patience"]:  # resumed after an early stop
+                    break
                 if not self.train_epoch(epoch, writer):
                     stopped = True
                     break

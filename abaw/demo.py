@@ -1,7 +1,8 @@
 """``abaw demo``: the whole job on an embedded synthetic Aff-Wild2, as resumable stages.
 
-synth -> baselines -> prepare -> extract -> train (per track, multi-task) -> evaluate -> temporal -> ensemble ->
-submissions (validated result files) -> leaderboard (terminal and HTML).
+synth -> baselines -> prepare -> pretrain (the face CNN on a synthetic AffectNet-format set) -> extract -> train (per
+track, multi-task; their face stream starts from the pretrained CNN) -> evaluate -> temporal -> ensemble -> submissions
+(validated result files) -> leaderboard (terminal and HTML).
 
 Every stage writes its completion marker ``OUT/stages/<stage>.json`` last (atomically), holding what later stages
 need (e.g. the run folders it made). A stage whose marker exists is skipped, so a demo killed midway and started again
@@ -47,11 +48,19 @@ class DemoSize:
     frames: int | None = None
     epochs: int | None = None
     temporal_epochs: int | None = None
+    #: Synthetic AffectNet-format images and epochs of the face CNN's pretraining.
+    pretrain_images: int = 4000
+    pretrain_epochs: int = 10
 
 
 FULL = DemoSize()
 #: --quick shrinks the data (feature extraction dominates the time); training keeps the presets' epochs.
-QUICK = DemoSize(videos=12, frames=80)
+QUICK = DemoSize(videos=12, frames=80, pretrain_images=1500, pretrain_epochs=5)
+
+#: The face CNN pretrained on synthetic AffectNet (expression + valence/arousal) that every demo run's face stream
+#: starts from, in place of the presets' ImageNet CNN (the demo never downloads ImageNet weights).
+PRETRAIN_BACKBONE = "tiny_cnn"
+PRETRAIN_TASKS = ("expr", "va")
 
 
 @dataclass
@@ -176,6 +185,56 @@ def stage_baselines(demo: Demo) -> dict[str, Any]:
         registry.record_run(path, demo.db)
     return {"runs": runs}
 
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """One torch thread, as the demo presets train with (the same numbers on any machine, 2 cores shared)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def stage_pretrain(demo: Demo) -> dict[str, Any]:
+    """Generate a synthetic AffectNet-format set and pretrain the face CNN on it (expression + valence/arousal)."""
+    import torch
+
+    generate_affectnet = api("abaw.synth", "generate_affectnet")
+    config = api("abaw.pretrain", "PretrainConfig")
+    pretrain_affectnet = api("abaw.pretrain", "pretrain_affectnet")
+    folder = demo.out / "pretrain"
+    data, partial = folder / "affectnet", folder / "affectnet.partial"
+    wanted = {"images": demo.size.pretrain_images, "seed": demo.seed}
+    made = data / "synth_affectnet.json"
+    try:
+        old = json.loads(made.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        old = {}
+    if {k: old.get(k) for k in wanted} != wanted:  # a set from a killed run is kept; any other is made again
+        _remove(data)
+        _remove(partial)
+        generate_affectnet(partial, **wanted)
+        os.replace(partial, data)
+    cfg = config(data=data, backbone=PRETRAIN_BACKBONE, out=folder / f"face_{PRETRAIN_BACKBONE}_affectnet.pt",
+                 tasks=PRETRAIN_TASKS, epochs=demo.size.pretrain_epochs, seed=demo.seed)
+    with _torch_threads(1):  # resumes from its per-epoch state file after a kill; a finished checkpoint is kept
+        pretrain_affectnet(cfg)
+    # The checkpoint itself says which backbone it holds and how it scored (also when it was finished before a kill).
+    meta = torch.load(cfg.out, map_location="cpu", weights_only=True)
+    summary: dict[str, Any] = {"checkpoint": str(cfg.out), "backbone": meta["backbone"], "tasks": list(cfg.tasks),
+                               "images": wanted["images"], "epochs": cfg.epochs, "best_epoch": meta.get("best_epoch")}
+    best = next((h for h in meta.get("history") or [] if h.get("epoch") == meta.get("best_epoch")), None)
+    if best:
+        summary["validation"] = {k[4:]: v for k, v in best.items() if k.startswith("val_")}
+        demo.console.print("  face CNN on synthetic AffectNet, best epoch {}: {}".format(
+            best["epoch"], ", ".join(f"{k} {v:.3f}" for k, v in summary["validation"].items())))
+    return summary
+
+
 #: The demo presets (``configs/<name>.json``, owned by the training engineer), one training stage each.
 DEMO_PRESETS: dict[str, str] = {"va": "demo_va", "expr": "demo_expr", "au": "demo_au", "multitask": "demo_multitask"}
 TEMPORAL_PRESET = "cnu_adl_temporal"
@@ -208,9 +267,17 @@ def _train_config(demo: Demo, preset: str) -> dict[str, Any]:
                                  "train.progress": False}
     if demo.size.epochs is not None:
         overrides["train.epochs"] = demo.size.epochs
+    pretrained = demo.done("pretrain")
+    if pretrained:  # the face stream starts from the CNN pretrained on synthetic AffectNet; other streams unchanged
+        overrides["model.kwargs.face_backbone"] = pretrained["backbone"]
+        overrides["model.kwargs.pretrained_face"] = pretrained["checkpoint"]
     cfg = resolve(_preset_path(preset), overrides)
     kwargs = cfg["model"]["kwargs"]
-    if kwargs.get("pretrained") is True and kwargs.get("backbone"):
+    # The preset's ImageNet CNN still serves the streams without a backbone of their own (all of them without the
+    # pretrain stage; body and context with it).
+    uses_imagenet = any(s in ("body", "context") or (s == "face" and not kwargs.get("pretrained_face"))
+                        for s in cfg["data"]["streams"])
+    if uses_imagenet and kwargs.get("pretrained") is True and kwargs.get("backbone"):
         imagenet_weights = api("abaw.models.backbones", "imagenet_weights")
         try:  # the demo runs with ABAW_OFFLINE=1: this finds a local copy or fails, never downloads
             imagenet_weights(kwargs["backbone"])
@@ -219,8 +286,10 @@ def _train_config(demo: Demo, preset: str) -> dict[str, Any]:
                 demo.notes.add(preset)
                 demo.console.print(f"  [yellow]note[/yellow]: {preset}: no local copy of the ImageNet weights of "
                                    f"{kwargs['backbone']} ($ABAW_WEIGHTS_DIR or the weights cache; the demo never "
-                                   "downloads), so it is trained from scratch")
+                                   "downloads), so the streams using it start from random weights")
             cfg = resolve(cfg, {"model.kwargs.pretrained": False})
+    elif not uses_imagenet and kwargs.get("pretrained") is True:  # no stream uses it: say so in the run's config
+        cfg = resolve(cfg, {"model.kwargs.pretrained": False})
     return cfg
 
 
@@ -450,9 +519,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("baselines", "score the baselines (training mean, majority class, AU base rates)", stage_baselines,
           ("runs/baselines",), after=("synth",)),
     Stage("prepare", "prepare the body, context and audio inputs", stage_prepare, after=("synth",)),
-    Stage("extract", "cache the per-frame CNN features of the demo presets", stage_extract, after=("prepare",)),
+    Stage("pretrain", "pretrain the face CNN on a synthetic AffectNet-format set (expression, valence/arousal)",
+          stage_pretrain),
+    Stage("extract", "cache the per-frame CNN features of the demo presets", stage_extract,
+          after=("prepare", "pretrain")),
     *(Stage(f"train_{key}", f"train the {preset} preset", _train_stage(key), (f"runs/train/{key}",),
-            after=("extract",)) for key, preset in DEMO_PRESETS.items()),
+            after=("extract", "pretrain")) for key, preset in DEMO_PRESETS.items()),
     Stage("evaluate", "predict the training split with the temporal model's source run", stage_evaluate,
           after=_TRAIN_STAGES),
     Stage("temporal", "fit the temporal statistical model (CNU_ADL)", stage_temporal, ("runs/temporal",),

@@ -4,13 +4,15 @@ Per input, ``OUT/<video>.csv`` has one row per video frame per tracked face (fra
 ``success`` 0 and ``face_score`` 0), in py-feat / OpenFace habits: ``frame, timestamp, face_id, name, face_x, face_y,
 face_w, face_h, face_score, success, valence, arousal``, one probability column per expression (lower case),
 ``expression`` (the predicted name), ``AU01``... probabilities and ``AU01_c``... 0/1 decisions. Plots and an optional
-annotated video go beside it. The detection, tracking and crops are those of ``abaw prepare`` (kept in
-``OUT/work/``, so a second run on the same video skips them).
+annotated video go beside it. The detection, tracking and crops are those of ``abaw prepare``, made in a temporary
+folder that is removed afterwards: only finished outputs ever appear in ``OUT``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,6 @@ class PredictOptions:
     au_threshold: float = 0.5
     annotate: bool = False
     plots: bool = True
-    force: bool = False
     progress: bool | None = None
 
 
@@ -176,35 +177,48 @@ def output_names(paths: list[Path]) -> list[str]:
 
 def predict_file(path: str | Path, out_dir: str | Path, opts: PredictOptions, predictor: Any,
                  name: str | None = None) -> dict[str, Path]:
-    """Predict one video or image (outputs named ``name``, default the stem); returns the files written."""
+    """Predict one video or image (outputs named ``name``, default the stem); returns the files written.
+
+    Detection, crops and every output are made in a hidden temporary folder inside ``out_dir`` and moved into
+    place only when all of them exist (the JSON summary last), so a failure leaves nothing behind.
+    """
     path, out_dir = Path(path), Path(out_dir)
     video = name or video_name(path)
-    work = out_dir / WORK_DIR
     streams = tuple(s for s in predictor.streams if s in ("face", "body", "context", "audio"))
     if "face" not in streams:
         streams = ("face", *streams)  # the face crops are always made: they are what the table reports
     prep = PrepareOptions(detector=opts.detector, person=opts.person if {"body", "context"} & set(streams) else "face",
-                          streams=streams, max_faces=opts.max_faces, force=opts.force, progress=opts.progress)
-    prepare_video(path, work, prep, name=video)
-    boxes = read_boxes(work, video)
-    n_frames = int(boxes["frame"].max())
-    fps = probe(path).fps
-    outputs = {str(name): predictor.predict(work, str(name), video, n_frames, fps)
-               for name in dict.fromkeys(boxes["name"].astype(str))}
-    table = frame_table(boxes, outputs, predictor, opts.au_threshold)
-    written = {"csv": write_table(table, out_dir / f"{video}.csv")}
-    meta = {"source": str(path), "frames": n_frames, "fps": fps, "faces": sorted(set(boxes["name"].astype(str))),
-            "model": str(opts.checkpoint) if opts.checkpoint else "fer2013_mini_xception",
-            "expression_classes": list(predictor.expr_classes), "au_threshold": opts.au_threshold}
-    if predictor.note:
-        meta["note"] = predictor.note
-    if opts.plots:
-        from abaw.plots_predict import plot_predictions
+                          streams=streams, max_faces=opts.max_faces, force=True, progress=opts.progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".predict-{video}-", dir=out_dir) as tmp_name:
+        work, staged = Path(tmp_name) / WORK_DIR, Path(tmp_name) / "out"
+        staged.mkdir()
+        prepare_video(path, work, prep, name=video)
+        boxes = read_boxes(work, video)
+        n_frames = int(boxes["frame"].max())
+        fps = probe(path).fps
+        outputs = {str(n): predictor.predict(work, str(n), video, n_frames, fps)
+                   for n in dict.fromkeys(boxes["name"].astype(str))}
+        table = frame_table(boxes, outputs, predictor, opts.au_threshold)
+        written = {"csv": write_table(table, staged / f"{video}.csv")}
+        meta = {"source": str(path), "frames": n_frames, "fps": fps, "faces": sorted(set(boxes["name"].astype(str))),
+                "face_frames": int(table.groupby("frame")["success"].max().sum()),
+                "model": str(opts.checkpoint) if opts.checkpoint else "fer2013_mini_xception",
+                "expression_classes": list(predictor.expr_classes), "au_threshold": opts.au_threshold}
+        if predictor.note:
+            meta["note"] = predictor.note
+        if opts.plots:
+            from abaw.plots_predict import plot_predictions
 
-        written.update(plot_predictions(table, out_dir, video, predictor.expr_classes, predictor.au_names))
-    if opts.annotate:
-        from abaw.plots_predict import annotate_video
+            written.update(plot_predictions(table, staged, video, predictor.expr_classes, predictor.au_names))
+        if opts.annotate:
+            from abaw.plots_predict import annotate_video
 
-        written["video"] = annotate_video(path, table, out_dir / f"{video}_annotated.mp4", fps)
-    write_json(out_dir / f"{video}.json", {**meta, "files": {k: str(v) for k, v in written.items()}})
-    return written
+            written["video"] = annotate_video(path, table, staged / f"{video}_annotated.mp4", fps)
+        final = {kind: out_dir / p.name for kind, p in written.items()}
+        write_json(staged / f"{video}.json", {**meta, "files": {k: str(v) for k, v in final.items()}})
+        for kind, staged_path in written.items():
+            os.replace(staged_path, final[kind])
+        final["json"] = out_dir / f"{video}.json"
+        os.replace(staged / f"{video}.json", final["json"])
+    return final

@@ -16,7 +16,7 @@ from abaw.errors import AbawError
 from abaw.results import validate_submission
 
 #: The test's stand-in for --quick: the conftest's tiny synthetic size and one epoch of everything.
-TINY = demo_mod.DemoSize(videos=6, frames=48, epochs=1, temporal_epochs=1)
+TINY = demo_mod.DemoSize(videos=6, frames=48, epochs=1, temporal_epochs=1, pretrain_images=200, pretrain_epochs=1)
 
 
 def _numbers(db: Path) -> list[tuple]:
@@ -55,6 +55,17 @@ def test_demo_end_to_end_resume_and_determinism(tmp_path: Path, monkeypatch: pyt
     page = (out / "leaderboard.html").read_text()
     for track in ("va", "expr", "au"):
         assert f'id="board-{track}-abaw2021-validation-' in page
+    # every training run's face stream started from the face CNN pretrained on synthetic AffectNet
+    pretrained = json.loads((out / "stages" / "pretrain.json").read_text())["summary"]
+    checkpoint = Path(pretrained["checkpoint"])
+    assert checkpoint.is_file() and pretrained["backbone"] == demo_mod.PRETRAIN_BACKBONE
+    assert (out / "pretrain" / "affectnet" / "training.csv").is_file()
+    for key in demo_mod.DEMO_PRESETS:
+        run_dir = Path(json.loads((out / "stages" / f"train_{key}.json").read_text())["summary"]["runs"][key])
+        kwargs = json.loads((run_dir / "config.json").read_text())["model"]["kwargs"]
+        assert Path(kwargs["pretrained_face"]) == checkpoint and kwargs["face_backbone"] == pretrained["backbone"]
+    face_caches = {p.name for p in (data / "features" / "face").iterdir()}
+    assert face_caches and all(name.startswith(f"{pretrained['backbone']}-") for name in face_caches)
     numbers = _numbers(db)
     markers = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
 
@@ -92,11 +103,22 @@ def test_demo_end_to_end_resume_and_determinism(tmp_path: Path, monkeypatch: pyt
     assert _states(report)[rerun] == "ran" and _states(report)["leaderboard"] == "ran"
     assert _numbers(db) == numbers
 
+    # a kill after the face CNN's checkpoint was written but before its marker: the finished checkpoint is kept,
+    # every stage reading it runs again, and the numbers are the same
+    checkpoint_time = checkpoint.stat().st_mtime_ns
+    (out / "stages" / "pretrain.json").unlink()
+    report = demo_mod.run_demo(out, quick=True, seed=0, submissions=subs, console=Console(quiet=True))
+    states = _states(report)
+    assert states["pretrain"] == "ran" and states["extract"] == "ran" and states["train_multitask"] == "ran"
+    assert checkpoint.stat().st_mtime_ns == checkpoint_time
+    assert _numbers(db) == numbers
+
 
 def test_stage_dependencies() -> None:
     assert demo_mod._dependents("baselines") == ["submissions", "leaderboard"]
     assert demo_mod._dependents("train_va") == ["evaluate", "temporal", "ensemble", "submissions", "leaderboard"]
-    assert set(demo_mod._dependents("synth")) == {s.name for s in demo_mod.STAGES} - {"synth"}
+    assert set(demo_mod._dependents("synth")) == {s.name for s in demo_mod.STAGES} - {"synth", "pretrain"}
+    assert demo_mod._dependents("pretrain")[:2] == ["extract", "train_va"]
     names = [s.name for s in demo_mod.STAGES]
     for stage in demo_mod.STAGES:  # every input stage comes earlier
         assert all(names.index(dep) < names.index(stage.name) for dep in stage.after)

@@ -23,7 +23,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="person detector, used when the model has body/context streams (default: yolo-fastest)")
     p.add_argument("--max-faces", type=int, default=None, help="keep at most this many face tracks (default: all)")
     p.add_argument("--au-threshold", type=float, default=0.5, help="AU decision threshold (default: 0.5)")
-    p.add_argument("--force", action="store_true", help="redo detection and crops even if done before")
     p.set_defaults(func=run)
 
 
@@ -37,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             raise AbawError("no such file", path=path)
     opts = PredictOptions(checkpoint=args.checkpoint, detector=args.detector, person=args.person,
                           max_faces=args.max_faces, au_threshold=args.au_threshold, annotate=args.annotate,
-                          plots=not args.no_plots, force=args.force)
+                          plots=not args.no_plots)
     predictor = load_predictor(args.checkpoint)
     if predictor.note:
         print(f"note: {predictor.note}")

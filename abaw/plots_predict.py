@@ -115,26 +115,25 @@ def _label(row: pd.Series) -> str:
 def annotate_video(source: Path, table: pd.DataFrame, path: Path, fps: float) -> Path:
     """A copy of the video (H.264) with each face's box, expression and valence/arousal drawn on it."""
     by_frame = {int(f): rows for f, rows in table.groupby("frame")}
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format="mp4") as container:
-            stream = None
-            for frame in iter_frames(source):
-                image = frame.image.copy()
-                for _, row in by_frame.get(frame.index, pd.DataFrame()).iterrows():
-                    if row["success"] != 1:
-                        continue
-                    x, y, w, h = (int(round(row[c])) for c in ("face_x", "face_y", "face_w", "face_h"))
-                    cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), 2)
-                    cv2.putText(image, _label(row), (x, max(15, y - 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
-                                (0, 255, 0), 2, cv2.LINE_AA)
-                if stream is None:
-                    stream = container.add_stream("libx264", rate=Fraction(fps or 25).limit_denominator(1001))
-                    stream.width, stream.height = image.shape[1] // 2 * 2, image.shape[0] // 2 * 2
-                    stream.pix_fmt = "yuv420p"
-                image = image[: stream.height, : stream.width]
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")):
-                    container.mux(packet)
-            if stream is not None:
-                for packet in stream.encode():
-                    container.mux(packet)
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as container:
+        stream = None
+        for frame in iter_frames(source):
+            image = frame.image.copy()
+            for _, row in by_frame.get(frame.index, pd.DataFrame()).iterrows():
+                if row["success"] != 1:
+                    continue
+                x, y, w, h = (int(round(row[c])) for c in ("face_x", "face_y", "face_w", "face_h"))
+                cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), 2)
+                cv2.putText(image, _label(row), (x, max(15, y - 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                            (0, 255, 0), 2, cv2.LINE_AA)
+            if stream is None:
+                stream = container.add_stream("libx264", rate=Fraction(fps or 25).limit_denominator(1001))
+                stream.width, stream.height = image.shape[1] // 2 * 2, image.shape[0] // 2 * 2
+                stream.pix_fmt = "yuv420p"
+            image = image[: stream.height, : stream.width]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")):
+                container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
     return path

@@ -78,7 +78,7 @@ class VideoResult:
     reason: str = ""
 
 
-# ---- locating inputs ------------------------------------------------------------------------------------------------
+# ---- locating inputs -----------------------------------------------------------------------------------------------
 
 def video_name(path: str | Path) -> str:
     return Path(path).stem
@@ -114,7 +114,7 @@ def shard(items: list[Path], i: int, n: int) -> list[Path]:
     return items[i - 1::n]
 
 
-# ---- pass 1: detection and tracking ---------------------------------------------------------------------------------
+# ---- pass 1: detection and tracking --------------------------------------------------------------------------------
 
 class Detectors:
     """The face and person detectors, created once and shared by every video."""
@@ -131,23 +131,26 @@ def detect_boxes(path: str | Path, video: str, detectors: Detectors, max_faces: 
     tracker = FaceTracker()
     persons: dict[int, list] = {}
     n_frames = 0
+    height, width = meta.height, meta.width
     frames = prefetch(iter_frames(path))
     for frame in tqdm(frames, total=meta.n_frames or None, desc=f"detect {video}", unit="frame", leave=False,
                       disable=_no_bar(progress)):
         n_frames = frame.index
+        height, width = frame.image.shape[:2]  # upright size (a rotated phone video swaps the container's)
         faces = detectors.face.detect(frame.image)
         if faces:
             tracker.update(frame.index, faces)
-            persons[frame.index] = detectors.person.detect(frame.image)
+        # Every frame: a video (or image) where no face is found still gets its person's box.
+        persons[frame.index] = detectors.person.detect(frame.image)
     tracks = select_tracks(merge_tracks(tracker.tracks), n_frames, max_faces=max_faces)
-    return boxes_table(video, n_frames, meta.fps, meta.width, meta.height, tracks, persons)
+    return boxes_table(video, n_frames, meta.fps, width, height, tracks, persons)
 
 
 def _no_bar(progress: bool | None) -> bool | None:
     return None if progress is None else not progress
 
 
-# ---- pass 2: crops, body and context ----------------------------------------------------------------------------------
+# ---- pass 2: crops, body and context ---------------------------------------------------------------------------------
 
 def _track_arrays(boxes: pd.DataFrame, n_frames: int) -> dict[str, dict[str, np.ndarray]]:
     """Per name: face boxes, landmarks, scores and person boxes as arrays indexed by ``frame - 1``."""
@@ -211,7 +214,7 @@ def write_inputs(path: str | Path, boxes: pd.DataFrame, out: dict[str, Path], op
     return decoded, crops
 
 
-# ---- one video --------------------------------------------------------------------------------------------------------
+# ---- one video -------------------------------------------------------------------------------------------------------
 
 def marker_path(out_root: Path, video: str) -> Path:
     return out_root / PREPARED_DIR / "done" / f"{video}.json"
@@ -313,7 +316,7 @@ def prepare_video(path: str | Path, out_root: str | Path, opts: PrepareOptions, 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# ---- many videos ------------------------------------------------------------------------------------------------------
+# ---- many videos -----------------------------------------------------------------------------------------------------
 
 def resolve_inputs(inputs: list[str | Path], out: str | Path | None) -> tuple[list[Path], Path]:
     """(videos, output root): a single folder is a data root (outputs inside it unless ``out``); else video files."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from abaw import weights
+from abaw.errors import AbawError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         for name in selected:
             try:
                 print(f"{name}: {weights.fetch(name)}")
-            except weights.AbawError as exc:
+            except AbawError as exc:
                 if len(selected) == 1:
                     raise
                 print(f"{name}: error: {exc}")

@@ -160,7 +160,8 @@ def boxes_table(video: str, n_frames: int, fps: float, width: int, height: int, 
     """The boxes table: one row per frame per selected track (NaN face where the track has no face).
 
     ``persons`` maps a frame number to that frame's person detections ((x, y, w, h), score). A video without any
-    face gives one track whose face columns are all NaN and whose person box is the whole frame.
+    face gives one track whose face columns are all NaN and whose person box is the most confident person detected
+    (carried over frames without one), else the whole frame.
     """
     persons = persons or {}
     names = track_names(video, len(tracks))
@@ -172,7 +173,11 @@ def boxes_table(video: str, n_frames: int, fps: float, width: int, height: int, 
         score = np.zeros(n_frames)
         person = np.full((n_frames, 4), np.nan, dtype=np.float64)
         pscore = np.zeros(n_frames)
-        if track is not None:
+        if track is None:  # no face anywhere: the most confident person of each frame, if any
+            for frame, found in persons.items():
+                if 1 <= frame <= n_frames and found:
+                    person[frame - 1], pscore[frame - 1] = max(found, key=lambda p: p[1])
+        else:
             for frame, det in zip(track.frames, track.detections, strict=True):
                 if not 1 <= frame <= n_frames:
                     continue

@@ -1,0 +1,110 @@
+"""``abaw prepare``: boxes, aligned crops, body/context inputs and audio per video; idempotent, sharded, failures
+reported without stopping the others and without partial outputs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from abaw.cli import main
+from abaw.data.affwild2 import BOX_COLUMNS
+from abaw.errors import AbawError
+from abaw.prepare import PREPARED_DIR, find_videos, marker_path, parse_shard, shard
+
+
+def _names(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "cropped_aligned").iterdir())
+
+
+def test_shards_cover_all_videos_and_second_run_skips(tiny_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    videos = [p.stem for p in find_videos(tiny_root)]
+    crops_before = {p: p.stat().st_mtime_ns for p in (tiny_root / "cropped_aligned").rglob("*.jpg")}
+    args = ["prepare", str(tiny_root), "--person", "face", "--size", "32"]
+    assert main([*args, "--shard", "1/2"]) == 0
+    first = {v for v in videos if marker_path(tiny_root, v).is_file()}
+    assert 0 < len(first) < len(videos)
+    assert main([*args, "--shard", "2/2"]) == 0
+    assert all(marker_path(tiny_root, v).is_file() for v in videos)
+    capsys.readouterr()
+    prepared = tiny_root / PREPARED_DIR
+    for name in _names(tiny_root):  # every track (incl. _left/_right) gets body and context images
+        video = name.removesuffix("_left").removesuffix("_right")
+        n_frames = int(pd.read_csv(tiny_root / "boxes" / f"{video}.csv")["frame"].max())
+        for stream in ("body", "context"):
+            files = sorted((prepared / stream / name).glob("*.jpg"))
+            assert len(files) == n_frames and files[0].name == "00001.jpg"
+    for video in videos:
+        with np.load(prepared / "audio" / f"{video}.npz", allow_pickle=False) as npz:
+            assert npz["logmel"].shape[0] == 64 and float(npz["audio_seconds"]) >= 0
+    # Given boxes and crops (the synthetic ground truth) are kept, not redone.
+    assert {p: p.stat().st_mtime_ns for p in (tiny_root / "cropped_aligned").rglob("*.jpg")} == crops_before
+    assert not (prepared / ".tmp").exists() or not any((prepared / ".tmp").iterdir())
+    # Second run: everything is skipped.
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("already prepared") == len(videos) and f"skipped {len(videos)}" in out
+
+
+def test_a_failing_video_is_reported_and_leaves_nothing(tiny_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    videos = find_videos(tiny_root)
+    for extra in videos[1:]:
+        extra.unlink()  # one good video is enough here
+    (videos[0].parent / "broken.mp4").write_text("this is text, not a video")
+    (videos[0].parent / "empty.mp4").write_bytes(b"")
+    code = main(["prepare", str(tiny_root), "--person", "face", "--detector", "haar", "--streams", "face,audio"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "failed: broken:" in out and "not a readable video" in out and "failed: empty:" in out and "empty" in out
+    assert marker_path(tiny_root, videos[0].stem).is_file()
+    for bad in ("broken", "empty"):
+        assert not marker_path(tiny_root, bad).exists()
+        assert not (tiny_root / "boxes" / f"{bad}.csv").exists()
+        assert not (tiny_root / PREPARED_DIR / "audio" / f"{bad}.npz").exists()
+        assert not (tiny_root / "cropped_aligned" / bad).exists()
+    assert not any((tiny_root / PREPARED_DIR / ".tmp").iterdir())
+
+
+def test_video_files_with_detection(media_dir: Path, weights_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["prepare", str(media_dir / "single_face.mp4"), str(media_dir / "person.jpg"), "--out", str(out),
+                 "--size", "48"]) == 0
+    boxes = pd.read_csv(out / "boxes" / "single_face.csv")
+    assert list(boxes.columns) == list(BOX_COLUMNS)
+    assert len(boxes) == 72 and (boxes["face_score"] > 0).mean() >= 0.95 and boxes["name"].eq("single_face").all()
+    crops = sorted((out / "cropped_aligned" / "single_face").glob("*.jpg"))
+    assert len(crops) == (boxes["face_score"] > 0).sum()
+    assert len(list((out / PREPARED_DIR / "body" / "single_face").glob("*.jpg"))) == 72
+    assert (out / PREPARED_DIR / "audio" / "single_face.npz").is_file()
+    assert not (out / PREPARED_DIR / "audio" / "person.npz").exists()  # an image has no sound
+    person = pd.read_csv(out / "boxes" / "person.csv")
+    assert len(person) >= 1 and (person["person_score"] > 0).any()  # a detected (not derived) person box
+
+
+def test_argument_errors() -> None:
+    assert parse_shard("2/4") == (2, 4) and parse_shard(None) == (1, 1)
+    for bad in ("0/2", "3/2", "x"):
+        with pytest.raises(AbawError, match="--shard"):
+            parse_shard(bad)
+    items = [Path(str(i)) for i in range(7)]
+    assert sorted(sum((shard(items, i, 3) for i in (1, 2, 3)), []), key=lambda p: int(p.name)) == items
+
+
+def test_resume_after_a_crash_redoes_only_the_unfinished(tiny_root: Path) -> None:
+    videos = find_videos(tiny_root)
+    for extra in videos[2:]:
+        extra.unlink()
+    assert main(["prepare", str(tiny_root), "--person", "face", "--streams", "audio"]) == 0
+    marker = marker_path(tiny_root, videos[1].stem)
+    marker.unlink()  # as if the run had died before committing this video
+    stale = tiny_root / PREPARED_DIR / ".tmp" / videos[1].stem
+    stale.mkdir(parents=True)
+    (stale / "half.jpg").write_bytes(b"x")
+    kept = marker_path(tiny_root, videos[0].stem).stat().st_mtime_ns
+    assert main(["prepare", str(tiny_root), "--person", "face", "--streams", "audio"]) == 0
+    assert marker.is_file() and marker_path(tiny_root, videos[0].stem).stat().st_mtime_ns == kept
+    assert not stale.exists()
+    shutil.rmtree(tiny_root / PREPARED_DIR / "audio")

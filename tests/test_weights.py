@@ -1,0 +1,99 @@
+"""abaw.weights: the registry finds the offline files, verifies sha256, downloads atomically, and says clearly what
+is missing offline."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from abaw import weights
+from abaw.errors import AbawError
+
+OFFLINE_FILES = ("yunet", "yolo_fastest_body_cfg", "yolo_fastest_body_weights", "fer2013_mini_xception",
+                 "mobilenet_v2_imagenet")
+
+
+def test_registry_has_every_model_file_with_source_and_licence() -> None:
+    assert set(OFFLINE_FILES) | {"yolov8n"} <= set(weights.names())
+    for name in weights.names():
+        entry = weights.get(name)
+        assert entry.url.startswith("https://") and entry.licence and entry.note
+        assert entry.sha256 is None or len(entry.sha256) == 64
+    with pytest.raises(AbawError, match="unknown weights"):
+        weights.get("nope")
+
+
+def test_fetch_finds_and_verifies_the_offline_files(weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(weights_dir))
+    monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(weights.OFFLINE_ENV, "1")
+    assert weights.fetch("yunet").name == "yunet_s_640_640.onnx"  # the asset's file name is accepted as an alias
+    for name in OFFLINE_FILES:
+        path = weights.fetch(name)
+        assert path.parent == weights_dir
+        ok, message = weights.verify(name)
+        assert ok, message
+        assert weights.sha256_of(path) == weights.get(name).sha256
+
+
+def test_missing_file_offline_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "offline"))
+    monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(weights.OFFLINE_ENV, "1")
+    with pytest.raises(AbawError) as info:
+        weights.fetch("fer2013_mini_xception")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "fer2013_mini_XCEPTION.102-0.66.hdf5" in message  # the file
+    assert str(tmp_path / "offline") in message and str(tmp_path / "cache") in message  # where it looked
+    assert weights.get("fer2013_mini_xception").url in message  # how to get it
+    ok, why = weights.verify("fer2013_mini_xception")
+    assert not ok and "missing" in why
+
+
+def test_wrong_bytes_fail_verification_and_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    (offline / weights.get("mobilenet_v2_imagenet").filename).write_bytes(b"not the weights")
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(offline))
+    monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    ok, message = weights.verify("mobilenet_v2_imagenet")
+    assert not ok and "does not match" in message
+    with pytest.raises(AbawError, match="sha256"):
+        weights.install("mobilenet_v2_imagenet", offline / weights.get("mobilenet_v2_imagenet").filename)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_download_is_verified_and_atomic(tmp_path: Path) -> None:
+    """The real download code, fed from a file:// address (no network here)."""
+    payload = b"weights bytes" * 1000
+    source = tmp_path / "served.bin"
+    source.write_bytes(payload)
+    good = weights.WeightFile("demo", "demo.bin", source.as_uri(), hashlib.sha256(payload).hexdigest(), "MIT", "test")
+    dest = tmp_path / "cache" / "demo.bin"
+    assert weights._download(good, good.url, dest, timeout=5) == dest
+    assert dest.read_bytes() == payload
+    bad = weights.WeightFile("demo", "bad.bin", source.as_uri(), "0" * 64, "MIT", "test")
+    with pytest.raises(AbawError, match="sha256"):
+        weights._download(bad, bad.url, tmp_path / "cache" / "bad.bin", timeout=5)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["demo.bin"]  # nothing half-written kept
+
+
+def test_cli_list_and_verify(weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    from abaw.cli import main
+
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(weights_dir))
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in weights.names())
+    assert main(["weights", "verify", "yunet", "fer2013_mini_xception"]) == 0
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(weights_dir.parent / "no-such-folder"))
+    monkeypatch.setenv(weights.CACHE_DIR_ENV, str(weights_dir.parent / "no-such-cache"))
+    monkeypatch.setenv(weights.OFFLINE_ENV, "1")
+    assert main(["weights", "fetch", "yunet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "face_detection_yunet_2023mar.onnx" in err

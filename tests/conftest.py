@@ -17,11 +17,11 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-# Two xdist workers share two cores: one thread each keeps them from fighting.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    import torch
+# The tests' models are tiny: one thread is faster than two fighting over two shared cores (and two xdist workers
+# share the two cores anyway).
+import torch  # noqa: E402
 
-    torch.set_num_threads(1)
+torch.set_num_threads(1)
 
 #: Size of the tiny synthetic set every test shares (one per xdist worker, built once).
 TINY = {"videos": 6, "frames": 48, "seed": 0}
@@ -60,3 +60,15 @@ def tiny_root(tiny_root_ro: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "data"
     shutil.copytree(tiny_root_ro, dst)
     return dst
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
+    """Finished runs are recorded in the runs database: keep the tests' out of the working tree's."""
+    old = os.environ.get("ABAW_DB")
+    os.environ["ABAW_DB"] = str(tmp_path_factory.mktemp("db") / "abaw.sqlite")
+    yield
+    if old is None:
+        os.environ.pop("ABAW_DB", None)
+    else:
+        os.environ["ABAW_DB"] = old

@@ -54,15 +54,6 @@ def write_tiny_affectnet(root: Path, images: int = 48, size: int = 40, seed: int
     return root
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread than on threads fighting over two shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_affectnet(tmp_path_factory) -> Path:
     return write_tiny_affectnet(tmp_path_factory.mktemp("affectnet"), extra_codes=True)

@@ -12,20 +12,6 @@ from abaw.errors import AbawError
 from abaw.train.config import DEFAULTS, config_hash, parse_override, resolve, validate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
-    """Finished runs are recorded in the runs database: keep this module's out of the working tree's."""
-    import os
-
-    old = os.environ.get("ABAW_DB")
-    os.environ["ABAW_DB"] = str(tmp_path_factory.mktemp("db") / "abaw.sqlite")
-    yield
-    if old is None:
-        os.environ.pop("ABAW_DB", None)
-    else:
-        os.environ["ABAW_DB"] = old
-
-
 def test_defaults_resolve_without_root_check() -> None:
     cfg = resolve(None, check_root=False)
     assert cfg["data"]["batch_size"] == DEFAULTS["data"]["batch_size"]

@@ -245,15 +245,6 @@ def test_simulated_annotators_kinds():
     np.testing.assert_allclose(empirical_confusion(y, codes, 4), conf, atol=0.06)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread than on threads fighting over two shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def crowd_problem():
     """5 classes, 8 annotators (2 reliable, 3 noisy, 3 adversarial), 20% of labels missing."""

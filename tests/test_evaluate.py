@@ -12,20 +12,6 @@ import pytest
 from abaw.tasks import au_columns, expr_columns
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
-    """Finished runs are recorded in the runs database: keep this module's out of the working tree's."""
-    import os
-
-    old = os.environ.get("ABAW_DB")
-    os.environ["ABAW_DB"] = str(tmp_path_factory.mktemp("db") / "abaw.sqlite")
-    yield
-    if old is None:
-        os.environ.pop("ABAW_DB", None)
-    else:
-        os.environ["ABAW_DB"] = old
-
-
 @pytest.fixture(scope="module")
 def mtl_run(tiny_root_ro: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from abaw.train.config import resolve

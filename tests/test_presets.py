@@ -9,21 +9,6 @@ from pathlib import Path
 
 import pytest
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
-    """Finished runs are recorded in the runs database: keep this module's out of the working tree's."""
-    import os
-
-    old = os.environ.get("ABAW_DB")
-    os.environ["ABAW_DB"] = str(tmp_path_factory.mktemp("db") / "abaw.sqlite")
-    yield
-    if old is None:
-        os.environ.pop("ABAW_DB", None)
-    else:
-        os.environ["ABAW_DB"] = old
-
-
 PROJECT = Path(__file__).resolve().parents[1]
 #: Training presets: configs whose sections are those of abaw.train.config (others, e.g. temporal-model configs,
 #: belong to other commands).

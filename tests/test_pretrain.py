@@ -19,15 +19,6 @@ def affectnet_root(tmp_path_factory):
     return write_tiny_affectnet(tmp_path_factory.mktemp("affectnet_pre"), images=64, size=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread than on threads fighting over two shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_pretrain_cli_expr_va_and_checkpoint_loads(affectnet_root, tmp_path, capsys):
     out = tmp_path / "affectnet_tiny.pt"
     assert main(["pretrain-affectnet", "--data", str(affectnet_root), "--backbone", "tiny_cnn", "--tasks", "expr+va",

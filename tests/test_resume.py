@@ -10,20 +10,6 @@ import pytest
 from abaw.train.config import resolve
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
-    """Finished runs are recorded in the runs database: keep this module's out of the working tree's."""
-    import os
-
-    old = os.environ.get("ABAW_DB")
-    os.environ["ABAW_DB"] = str(tmp_path_factory.mktemp("db") / "abaw.sqlite")
-    yield
-    if old is None:
-        os.environ.pop("ABAW_DB", None)
-    else:
-        os.environ["ABAW_DB"] = old
-
-
 def _cfg(root: Path) -> dict:
     return resolve({"name": "resume", "tasks": ["va", "expr"],
                     "data": {"root": str(root), "streams": ["face"], "duration": 6, "batch_size": 2},

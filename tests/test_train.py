@@ -23,20 +23,6 @@ from abaw.data.sequences import (
 from abaw.train.config import resolve
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
-    """Finished runs are recorded in the runs database: keep this module's out of the working tree's."""
-    import os
-
-    old = os.environ.get("ABAW_DB")
-    os.environ["ABAW_DB"] = str(tmp_path_factory.mktemp("db") / "abaw.sqlite")
-    yield
-    if old is None:
-        os.environ.pop("ABAW_DB", None)
-    else:
-        os.environ["ABAW_DB"] = old
-
-
 def tiny_cfg(root: Path, **over: Any) -> dict[str, Any]:
     cfg = {"name": "tiny", "tasks": ["va"],
            "data": {"root": str(root), "streams": ["face"], "duration": 8, "batch_size": 4},

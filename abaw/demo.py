@@ -15,6 +15,7 @@ marker, so it runs once it becomes possible.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -565,11 +566,11 @@ def run_demo(out: str | Path = "abaw-demo", quick: bool = False, seed: int = 0,
                 size=size or (QUICK if quick else FULL), console=console or leaderboard.make_console())
     demo.out.mkdir(parents=True, exist_ok=True)
     settings = demo.out / "demo.json"
-    _check_settings(demo, settings)
     report: dict[str, Any] = {}
     started = time.perf_counter()
     # No download in the demo: weights are used when a local copy exists (ABAW_WEIGHTS_DIR or the cache).
-    with _env(ABAW_DB=str(demo.db), ABAW_OFFLINE="1"):
+    with _exclusive(demo.out), _env(ABAW_DB=str(demo.db), ABAW_OFFLINE="1"):
+        _check_settings(demo, settings)
         for index, stage in enumerate(STAGES):
             prefix = f"[{index + 1}/{len(STAGES)}] {stage.name}"
             summary = demo.done(stage.name, complete=True)
@@ -599,6 +600,18 @@ def run_demo(out: str | Path = "abaw-demo", quick: bool = False, seed: int = 0,
     report["seconds"] = round(time.perf_counter() - started, 2)
     _finish(demo, report)
     return report
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One demo at a time per output folder: a second one would interleave stages and garble the first's outputs."""
+    with open(out / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise AbawError("another abaw demo is running on this folder; wait for it or use another --out",
+                            path=out) from exc
+        yield
 
 
 def _check_settings(demo: Demo, path: Path) -> None:

@@ -150,3 +150,11 @@ def test_missing_module_is_skipped_and_settings_are_checked(tmp_path: Path, monk
     assert calls == [3, 3]
     with pytest.raises(AbawError, match="other settings"):
         demo_mod.run_demo(tmp_path / "out", seed=4, submissions=tmp_path / "subs", console=quiet)
+
+
+def test_a_second_demo_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    out.mkdir()
+    with demo_mod._exclusive(out), pytest.raises(AbawError, match="another abaw demo is running"):
+        demo_mod.run_demo(out, quick=True, submissions=tmp_path / "sub", console=Console(quiet=True))
+    assert not (out / "stages").exists()  # nothing was started

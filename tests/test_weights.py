@@ -82,15 +82,18 @@ def test_download_is_verified_and_atomic(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["demo.bin"]  # nothing half-written kept
 
 
-def test_cli_list_and_verify(weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
+def test_cli_list_and_verify(weights_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     from abaw.cli import main
 
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(weights_dir))
+    monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in weights.names())
     assert main(["weights", "verify", "yunet", "fer2013_mini_xception"]) == 0
+    assert main(["weights", "verify"]) == 0  # yolov8n is not offline: listed as missing, not a failure
+    assert "yolov8n: missing" in capsys.readouterr().out
     monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(weights_dir.parent / "no-such-folder"))
     monkeypatch.setenv(weights.CACHE_DIR_ENV, str(weights_dir.parent / "no-such-cache"))
     monkeypatch.setenv(weights.OFFLINE_ENV, "1")

@@ -22,7 +22,7 @@ from abaw.data.sequences import SequenceVideo, load_videos
 from abaw.data.streams import IMAGE_STREAMS, StreamLoader, feature_path
 from abaw.errors import AbawError
 from abaw.fileio import save_npz
-from abaw.tasks import SPLITS, TRACKS
+from abaw.tasks import FEATURES_DIR, SPLITS, TRACKS
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def extract_features(cfg: dict[str, Any], model: nn.Module, streams: list[str] |
             done += 1
             frames += int(valid.sum())
         summary[stream] = {"extractor": names[stream], "written": done, "skipped": skipped, "frames": frames,
-                           "folder": str(root / "features" / stream / names[stream]),
+                           "folder": str(root / FEATURES_DIR / stream / names[stream]),
                            "seconds": round(time.perf_counter() - t0, 2)}
         log.info("extract %s -> %s: %d written, %d already complete", stream, names[stream], done, skipped)
     return summary

@@ -28,10 +28,10 @@ from tqdm import tqdm
 
 from abaw import tasks
 from abaw.align import align_face
-from abaw.audio import save_audio_features
 from abaw.data.affwild2 import BOXES_DIR, CROPS_DIR, VIDEOS_DIR, read_boxes, write_table
 from abaw.errors import AbawError
 from abaw.fileio import write_json
+from abaw.tasks import PREPARED_DIR
 from abaw.video.decode import IMAGE_EXTENSIONS, iter_frames, prefetch, probe
 from abaw.video.faces import create_detector, landmarks_from_box
 from abaw.video.inputs import body_input, context_input
@@ -48,7 +48,6 @@ from abaw.video.tracking import (
 
 log = logging.getLogger(__name__)
 
-PREPARED_DIR = "prepared"
 STREAMS: tuple[str, ...] = ("face", "body", "context", "audio")
 JPEG_QUALITY = 95
 
@@ -296,6 +295,8 @@ def prepare_video(path: str | Path, out_root: str | Path, opts: PrepareOptions, 
             if probe(path).is_image:
                 pass  # a still image has no sound
             else:
+                from abaw.audio import save_audio_features  # torch: loaded only when audio is prepared
+
                 save_audio_features(path, tmp / "audio.npz", **opts.audio)
         # Commit: move everything into place, the completion marker last.
         if not have_boxes:

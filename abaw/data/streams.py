@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from abaw.errors import AbawError
-from abaw.tasks import CROP_PATTERN
+from abaw.tasks import CROP_PATTERN, CROPS_DIR, FEATURES_DIR, PREPARED_DIR
 
 IMAGE_STREAMS: tuple[str, ...] = ("face", "body", "context")
 N_LANDMARKS = 5
@@ -26,12 +26,12 @@ N_LANDMARKS = 5
 
 def image_folder(root: Path, stream: str, name: str) -> Path:
     if stream == "face":
-        return root / "cropped_aligned" / name
-    return root / "prepared" / stream / name
+        return root / CROPS_DIR / name
+    return root / PREPARED_DIR / stream / name
 
 
 def feature_path(root: str | Path, stream: str, extractor: str, name: str) -> Path:
-    return Path(root) / "features" / stream / extractor / f"{name}.npz"
+    return Path(root) / FEATURES_DIR / stream / extractor / f"{name}.npz"
 
 
 def _frames_in(folder: Path) -> set[int]:
@@ -159,7 +159,7 @@ class StreamLoader:
     def _audio(self, video: Any) -> tuple[np.ndarray, np.ndarray]:
         from abaw.audio import frame_windows  # the audio engineer's module
 
-        path = self.root / "prepared" / "audio" / f"{video.video}.npz"
+        path = self.root / PREPARED_DIR / "audio" / f"{video.video}.npz"
 
         def make() -> tuple[np.ndarray, np.ndarray]:
             if not path.is_file():

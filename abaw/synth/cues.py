@@ -17,6 +17,7 @@ import pandas as pd
 
 from abaw import tasks
 from abaw.data.affwild2 import AffWild2, valid_mask
+from abaw.tasks import BOXES_DIR
 
 CROP_SIDE = 24
 
@@ -143,7 +144,7 @@ def stream_correlations(root: Path) -> dict:
             va = ds.labels(entry)
             n = len(va)
             ok = valid_mask("va", va)
-            boxes = pd.read_csv(root / "boxes" / f"{entry.video}.csv")
+            boxes = pd.read_csv(root / BOXES_DIR / f"{entry.video}.csv")
             person = boxes[["person_x", "person_y", "person_w", "person_h"]].to_numpy()[:n]
             centre = person[:, :2] + person[:, 2:] / 2
             motion = np.r_[0.0, np.linalg.norm(np.diff(centre, axis=0), axis=1)] / person[:, 3].clip(1)

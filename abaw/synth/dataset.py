@@ -18,12 +18,13 @@ from abaw.fileio import write_json, write_text
 from abaw.synth.defaults import DEFAULTS
 from abaw.synth.render import PersonLabels, VideoSpec, names_for, render_video
 from abaw.synth.writer import write_annotation, write_mtl
+from abaw.tasks import ANNOTATIONS_DIR, BOXES_DIR, CROPS_DIR, TEST_SET_DIR, VIDEOS_DIR
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "synth.json"
 #: Folders the generator owns inside its output (cleared when regenerating over an earlier synthetic set).
-OWNED = ("videos", "cropped_aligned", "annotations", "boxes", "test_set")
+OWNED = (VIDEOS_DIR, CROPS_DIR, ANNOTATIONS_DIR, BOXES_DIR, TEST_SET_DIR)
 
 
 def _plan_splits(rng: np.random.Generator, n: int) -> list[str]:

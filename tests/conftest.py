@@ -72,3 +72,16 @@ def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("ABAW_DB", None)
     else:
         os.environ["ABAW_DB"] = old
+
+
+@pytest.fixture(scope="module")
+def tiny_mtl_run(tiny_root_ro: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A multi-task (VA, EXPR, AU) face run trained for one epoch on the tiny set: a run folder to evaluate or load."""
+    from abaw.train.config import resolve
+    from abaw.train.loop import train
+
+    cfg = resolve({"name": "mtl", "tasks": ["va", "expr", "au"],
+                   "data": {"root": str(tiny_root_ro), "streams": ["face"], "duration": 8, "batch_size": 4},
+                   "model": {"name": "demo_face", "kwargs": {"hidden_size": 8, "image_size": 32}},
+                   "train": {"epochs": 1, "seed": 0, "progress": False, "threads": 1}})
+    return train(cfg, out=tmp_path_factory.mktemp("runs"))

@@ -12,62 +12,50 @@ import pytest
 from abaw.tasks import au_columns, expr_columns
 
 
-@pytest.fixture(scope="module")
-def mtl_run(tiny_root_ro: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from abaw.train.config import resolve
-    from abaw.train.loop import train
-
-    cfg = resolve({"name": "mtl", "tasks": ["va", "expr", "au"],
-                   "data": {"root": str(tiny_root_ro), "streams": ["face"], "duration": 8, "batch_size": 4},
-                   "model": {"name": "demo_face", "kwargs": {"hidden_size": 8, "image_size": 32}},
-                   "train": {"epochs": 1, "seed": 0, "progress": False, "threads": 1}})
-    return train(cfg, out=tmp_path_factory.mktemp("runs"))
-
-
-def test_evaluate_run_writes_everything(mtl_run: Path, tiny_root_ro: Path, tmp_path: Path) -> None:
+def test_evaluate_run_writes_everything(tiny_mtl_run: Path, tiny_root_ro: Path, tmp_path: Path) -> None:
     from abaw.data.affwild2 import AffWild2
     from abaw.metrics import score_track
     from abaw.results import read_result_folder, validate_submission
     from abaw.train.evaluate import evaluate_run
 
-    result = evaluate_run(mtl_run, tiny_root_ro, "validation", submission=tmp_path / "sub")
+    result = evaluate_run(tiny_mtl_run, tiny_root_ro, "validation", submission=tmp_path / "sub")
     assert set(result["tracks"]) == {"va", "expr", "au"}
     assert result["score"] == pytest.approx(sum(s["score"] for s in result["tracks"].values()))
-    saved = json.loads((mtl_run / "scores.json").read_text())
+    saved = json.loads((tiny_mtl_run / "scores.json").read_text())
     assert saved["split"] == "validation" and saved["tracks"]["expr"]["score"] == result["tracks"]["expr"]["score"]
 
-    table = pd.read_parquet(mtl_run / "predictions" / "validation.parquet")
+    table = pd.read_parquet(tiny_mtl_run / "predictions" / "validation.parquet")
     assert list(table.columns) == ["name", "frame", "valence", "arousal", *expr_columns(), *au_columns()]
     ds = AffWild2(tiny_root_ro)
     names = sorted({e.name for t in ("va", "expr", "au") for e in ds.entries("validation", t)})
     assert sorted(table["name"].unique()) == names
     for name, group in table.groupby("name"):
         assert group["frame"].tolist() == list(range(1, len(group) + 1))  # every annotated frame exactly once
-        emb = np.load(mtl_run / "embeddings" / "validation" / f"{name}.npy", allow_pickle=False)
+        emb = np.load(tiny_mtl_run / "embeddings" / "validation" / f"{name}.npy", allow_pickle=False)
         assert emb.shape[0] == len(group) and emb.dtype == np.float16
 
     # the official score recomputed from the result files equals the one reported
     for track in ("va", "expr", "au"):
         entries = ds.entries("validation", track)
-        assert validate_submission(mtl_run / "results" / "validation", tiny_root_ro, "validation", track) == []
+        assert validate_submission(tiny_mtl_run / "results" / "validation", tiny_root_ro, "validation", track) == []
         assert validate_submission(tmp_path / "sub", tiny_root_ro, "validation", track) == []
-        files = read_result_folder(mtl_run / "results" / "validation", track)
+        files = read_result_folder(tiny_mtl_run / "results" / "validation", track)
         pred = np.concatenate([files[e.name][: len(ds.labels(e))] for e in entries])
         true = np.concatenate([ds.labels(e) for e in entries])
         if track == "expr":
             pred, true = pred.reshape(-1), true.reshape(-1)
         assert score_track(track, pred, true)["score"] == pytest.approx(result["tracks"][track]["score"], abs=1e-6)
     for plot in ("validation_va_time.png", "validation_expr_confusion.png", "validation_au_f1.png"):
-        assert (mtl_run / "plots" / plot).stat().st_size > 1000
+        assert (tiny_mtl_run / "plots" / plot).stat().st_size > 1000
 
 
-def test_evaluate_train_split_and_cli(mtl_run: Path, tiny_root_ro: Path, capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_train_split_and_cli(tiny_mtl_run: Path, tiny_root_ro: Path, capsys: pytest.CaptureFixture) -> None:
     from abaw.cli import main
 
-    assert main(["evaluate", str(mtl_run), "--data-root", str(tiny_root_ro), "--split", "train", "--json"]) == 0
+    assert main(["evaluate", str(tiny_mtl_run), "--data-root", str(tiny_root_ro), "--split", "train", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["split"] == "train" and (mtl_run / "scores_train.json").is_file()
-    assert (mtl_run / "predictions" / "train.parquet").is_file()
-    assert list((mtl_run / "embeddings" / "train").glob("*.npy"))
+    assert out["split"] == "train" and (tiny_mtl_run / "scores_train.json").is_file()
+    assert (tiny_mtl_run / "predictions" / "train.parquet").is_file()
+    assert list((tiny_mtl_run / "embeddings" / "train").glob("*.npy"))
     assert main(["evaluate", str(tiny_root_ro), "--data-root", str(tiny_root_ro)]) == 2
     assert "not a training run folder" in capsys.readouterr().err

@@ -3,7 +3,6 @@ nothing left behind, and a trained run (``--checkpoint``) filling valence/arousa
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -14,18 +13,6 @@ import pytest
 from abaw import tasks
 from abaw.cli import main
 from abaw.video.decode import iter_frames
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _private_runs_db(tmp_path_factory: pytest.TempPathFactory):
-    """Training the tiny run records it in the runs database: keep it out of the working tree's."""
-    old = os.environ.get("ABAW_DB")
-    os.environ["ABAW_DB"] = str(tmp_path_factory.mktemp("db") / "abaw.sqlite")
-    yield
-    if old is None:
-        os.environ.pop("ABAW_DB", None)
-    else:
-        os.environ["ABAW_DB"] = old
 
 
 @pytest.fixture(scope="module")
@@ -128,21 +115,9 @@ def test_many_inputs_one_failing(clips: dict[str, Path], media_dir: Path, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi_face.csv", "multi_face.json"]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_root_ro: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from abaw.train.config import resolve
-    from abaw.train.loop import train
-
-    cfg = resolve({"name": "mtl", "tasks": ["va", "expr", "au"],
-                   "data": {"root": str(tiny_root_ro), "streams": ["face"], "duration": 8, "batch_size": 4},
-                   "model": {"name": "demo_face", "kwargs": {"hidden_size": 8, "image_size": 32}},
-                   "train": {"epochs": 1, "seed": 0, "progress": False, "threads": 1}})
-    return train(cfg, out=tmp_path_factory.mktemp("runs"))
-
-
-def test_checkpoint_fills_va_and_aus_and_draws_them(tiny_run: Path, clips: dict[str, Path], media_dir: Path,
+def test_checkpoint_fills_va_and_aus_and_draws_them(tiny_mtl_run: Path, clips: dict[str, Path], media_dir: Path,
                                                     tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["predict", str(clips["no_audio"]), str(media_dir / "no_face.mp4"), "--checkpoint", str(tiny_run),
+    assert main(["predict", str(clips["no_audio"]), str(media_dir / "no_face.mp4"), "--checkpoint", str(tiny_mtl_run),
                  "--out", str(tmp_path), "--annotate"]) == 0
     assert "no model given" not in capsys.readouterr().out
     table = pd.read_csv(tmp_path / "no_audio.csv")

@@ -19,8 +19,7 @@ from torch import nn
 from abaw import tasks
 from abaw.errors import AbawError
 
-#: FER2013's label order, as the Keras model outputs it, written with ABAW's class names.
-FER2013_CLASSES: tuple[str, ...] = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Neutral")
+FER2013_CLASSES = tasks.FER2013_CLASSES
 #: FER2013 output index -> index in ``abaw.tasks.EXPR_CLASSES_7`` (every FER2013 class exists in ABAW's 7).
 FER2013_TO_ABAW: dict[int, int] = tasks.class_mapping(FER2013_CLASSES, tasks.EXPR_CLASSES_7)
 INPUT_SIZE = 64

@@ -170,6 +170,10 @@ AFFECTNET_CLASSES: tuple[str, ...] = ("Neutral", "Happiness", "Sadness", "Surpri
                                       "Contempt")
 AFFECTNETC25_CLASSES: tuple[str, ...] = ("Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt",
                                          "Neutral")
+#: FER2013's label order (angry, disgust, fear, happy, sad, surprise, neutral), as the mini-Xception outputs it.
+FER2013_CLASSES: tuple[str, ...] = ("Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Neutral")
+#: CREMA-D's emotions in the order of its vote columns (A, D, F, H, N, S).
+CREMAD_CLASSES: tuple[str, ...] = ("Anger", "Disgust", "Fear", "Happiness", "Neutral", "Sadness")
 #: AffectNetC25 valence/arousal levels: 9 steps of 0.25 from -1 to 1.
 AFFECTNETC25_VA_LEVELS: tuple[float, ...] = tuple(-1.0 + 0.25 * i for i in range(9))
 

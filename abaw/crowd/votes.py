@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from abaw.errors import AbawError
-from abaw.tasks import AFFECTNETC25_CLASSES, AFFECTNETC25_VA_LEVELS
+from abaw.tasks import AFFECTNETC25_CLASSES, AFFECTNETC25_VA_LEVELS, CREMAD_CLASSES
 
 #: AffectNetC25 kinds of file (``expression_set1_C25.csv`` …) and the column prefix of its annotators.
 C25_KINDS: tuple[str, ...] = ("expression", "valence", "arousal")
@@ -28,7 +28,6 @@ C25_ITEM_COLUMN = "filename"
 
 #: CREMA-D ``tabulatedVotes``: one count column per emotion letter, in the file's (alphabetical) order.
 CREMAD_CODES: tuple[str, ...] = ("A", "D", "F", "H", "N", "S")
-CREMAD_CLASSES: tuple[str, ...] = ("Anger", "Disgust", "Fear", "Happiness", "Neutral", "Sadness")
 CREMAD_ITEM_COLUMN = "fileName"
 CREMAD_VOTE_COLUMN = "emoVote"
 

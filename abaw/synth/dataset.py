@@ -18,13 +18,24 @@ from abaw.fileio import write_json, write_text
 from abaw.synth.defaults import DEFAULTS
 from abaw.synth.render import PersonLabels, VideoSpec, names_for, render_video
 from abaw.synth.writer import write_annotation, write_mtl
-from abaw.tasks import ANNOTATIONS_DIR, BOXES_DIR, CROPS_DIR, TEST_SET_DIR, VIDEOS_DIR
+from abaw.tasks import (
+    ANNOTATIONS_DIR,
+    BOXES_DIR,
+    CROPS_DIR,
+    FEATURES_DIR,
+    MTL_DIR,
+    PREPARED_DIR,
+    TEST_SET_DIR,
+    VIDEOS_DIR,
+)
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "synth.json"
-#: Folders the generator owns inside its output (cleared when regenerating over an earlier synthetic set).
+#: Folders the generator owns inside its output, and folders later stages derive from them (prepare, extract): all
+#: cleared when regenerating over an earlier synthetic set, since new videos make the derived data stale.
 OWNED = (VIDEOS_DIR, CROPS_DIR, ANNOTATIONS_DIR, BOXES_DIR, TEST_SET_DIR)
+DERIVED = (PREPARED_DIR, FEATURES_DIR)
 
 
 def _plan_splits(rng: np.random.Generator, n: int) -> list[str]:
@@ -66,7 +77,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if not (out / SUMMARY_FILE).exists() and not overwrite:
             raise AbawError("folder exists and is not a synthetic set; choose an empty folder", path=out)
-        for d in OWNED:
+        for d in OWNED + DERIVED:
             if (out / d).exists():
                 shutil.rmtree(out / d)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +165,7 @@ def generate(out: str | Path, videos: int = DEFAULTS["videos"], frames: int = DE
                 per_track[t] = lab
                 if t not in member[i]:
                     continue
-                path = (out / "annotations" / protocol.annotation_dir(t) / tasks.SPLIT_DIRS[split[i]]
+                path = (out / ANNOTATIONS_DIR / protocol.annotation_dir(t) / tasks.SPLIT_DIRS[split[i]]
                         / f"{person.name}.txt")
                 write_annotation(path, t, lab, protocol)
                 counts[t][split[i]] += 1
@@ -167,10 +178,10 @@ def generate(out: str | Path, videos: int = DEFAULTS["videos"], frames: int = DE
                 au = per_track["au"] if "au" in member[i] else np.full((frames, 12), tasks.AU_INVALID)
                 mtl[split[i]].append((person.name, fr + 1, va[fr], ex[fr], au[fr]))
     for t in tasks.TRACKS:
-        write_text(out / "test_set" / f"{t}.txt", "".join(f"{name}\n" for name in test_names[t]))
+        write_text(out / TEST_SET_DIR / f"{t}.txt", "".join(f"{name}\n" for name in test_names[t]))
     if layout == "abaw2022":
         for s, rows in mtl.items():
-            write_mtl(out / "annotations" / "MTL" / tasks.MTL_FILES[s], rows, protocol)
+            write_mtl(out / ANNOTATIONS_DIR / MTL_DIR / tasks.MTL_FILES[s], rows, protocol)
 
     n_faces = sum(int(p.face.sum()) for people in results for p in people)
     summary = {

@@ -124,7 +124,7 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
 
     # crops go to hidden temporary folders renamed into place when the video is done (atomic per name; an fsync
     # per small file would cost more than rendering)
-    final_dirs = [root / "cropped_aligned" / name for name in names]
+    final_dirs = [root / tasks.CROPS_DIR / name for name in names]
     crop_dirs = [d.with_name(f".{d.name}.tmp") for d in final_dirs]
     for d in crop_dirs:
         if d.exists():
@@ -133,7 +133,7 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
     cols: dict[str, np.ndarray] = {c: np.full(n * n_people, np.nan) for c in BOX_COLUMNS if c != "name"}
     face_ok = np.zeros((n_people, n), dtype=bool)
     prev_person = [np.array([0.0, 0.0, 1.0, 1.0]) for _ in range(n_people)]
-    writer = VideoWriter(root / "videos" / f"{spec.video}.mp4", w, h, fps, audio_mod.SAMPLE_RATE)
+    writer = VideoWriter(root / tasks.VIDEOS_DIR / f"{spec.video}.mp4", w, h, fps, audio_mod.SAMPLE_RATE)
     try:
         for i in range(n):
             img = room.base + room.warm * float(valence_cue[i]) + 10.0 * float(valence_cue[i])
@@ -191,6 +191,6 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
         tmp.rename(final)
     for c in ("frame", "face_id"):
         cols[c] = cols[c].astype(np.int64)
-    write_boxes(root / "boxes" / f"{spec.video}.csv", boxes_table(cols, names))
+    write_boxes(root / tasks.BOXES_DIR / f"{spec.video}.csv", boxes_table(cols, names))
     return [PersonLabels(name=names[p], va=tracks[p].va, expr=tracks[p].expr, au=tracks[p].au, face=face_ok[p],
                          actions=tracks[p].actions, missing=_missing_stretches(rng, n)) for p in range(n_people)]

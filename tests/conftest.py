@@ -85,3 +85,22 @@ def tiny_mtl_run(tiny_root_ro: Path, tmp_path_factory: pytest.TempPathFactory) -
                    "model": {"name": "demo_face", "kwargs": {"hidden_size": 8, "image_size": 32}},
                    "train": {"epochs": 1, "seed": 0, "progress": False, "threads": 1}})
     return train(cfg, out=tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared_ro(tiny_root_ro: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny set with ``abaw prepare`` outputs (body, context, audio), prepared once: do not write into it."""
+    from abaw.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_prepared") / "data"
+    shutil.copytree(tiny_root_ro, root)
+    assert main(["prepare", str(root)]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared_root(tiny_prepared_ro: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A writable copy of the prepared tiny set, one per test module (extraction writes its feature cache here)."""
+    root = tmp_path_factory.mktemp("prepared") / "data"
+    shutil.copytree(tiny_prepared_ro, root)
+    return root

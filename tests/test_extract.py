@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +10,6 @@ import pytest
 import torch
 
 from abaw.train.config import resolve
-
-
-@pytest.fixture(scope="module")
-def prepared_root(tiny_root_ro: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny set with ``abaw prepare`` outputs (body, context, audio)."""
-    from abaw.cli import main
-
-    root = tmp_path_factory.mktemp("prepared") / "data"
-    shutil.copytree(tiny_root_ro, root)
-    assert main(["prepare", str(root)]) == 0
-    return root
 
 
 def _cfg(root: Path, streams: list[str], **over) -> dict:

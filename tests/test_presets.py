@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,6 @@ PROJECT = Path(__file__).resolve().parents[1]
 #: belong to other commands).
 PRESETS = sorted(p for p in (PROJECT / "configs").glob("*.json")
                  if "model" in json.loads(p.read_text()) and "data" in json.loads(p.read_text()))
-
-
-@pytest.fixture(scope="module")
-def prepared_root(tiny_root_ro: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from abaw.cli import main
-
-    root = tmp_path_factory.mktemp("presets") / "data"
-    shutil.copytree(tiny_root_ro, root)
-    assert main(["prepare", str(root)]) == 0
-    return root
 
 
 def test_the_presets_are_there() -> None:

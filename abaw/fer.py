@@ -18,6 +18,7 @@ from torch import nn
 
 from abaw import tasks
 from abaw.errors import AbawError
+from abaw.resize import resize
 
 FER2013_CLASSES = tasks.FER2013_CLASSES
 #: FER2013 output index -> index in ``abaw.tasks.EXPR_CLASSES_7`` (every FER2013 class exists in ABAW's 7).
@@ -162,7 +163,7 @@ def preprocess(faces_bgr: list[np.ndarray]) -> torch.Tensor:
     batch = np.zeros((len(faces_bgr), 1, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
     for i, face in enumerate(faces_bgr):
         grey = face if face.ndim == 2 else cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
-        grey = cv2.resize(grey, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
+        grey = resize(grey, INPUT_SIZE, INPUT_SIZE)
         batch[i, 0] = grey.astype(np.float32) / 255.0 * 2.0 - 1.0
     return torch.from_numpy(batch)
 

@@ -26,7 +26,7 @@ from abaw import tasks
 from abaw.data.affwild2 import CROPS_DIR, read_boxes, write_table
 from abaw.errors import AbawError
 from abaw.fileio import write_json
-from abaw.prepare import PrepareOptions, prepare_video, video_name
+from abaw.prepare import DETECT_EVERY, PrepareOptions, prepare_video, video_name
 from abaw.video.decode import probe
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class PredictOptions:
     detector: str = "yunet"
     person: str = "yolo-fastest"
     max_faces: int | None = None
+    detect_every: int = DETECT_EVERY
     au_threshold: float = 0.5
     annotate: bool = False
     plots: bool = True
@@ -188,7 +189,8 @@ def predict_file(path: str | Path, out_dir: str | Path, opts: PredictOptions, pr
     if "face" not in streams:
         streams = ("face", *streams)  # the face crops are always made: they are what the table reports
     prep = PrepareOptions(detector=opts.detector, person=opts.person if {"body", "context"} & set(streams) else "face",
-                          streams=streams, max_faces=opts.max_faces, force=True, progress=opts.progress)
+                          streams=streams, max_faces=opts.max_faces, detect_every=opts.detect_every, force=True,
+                          progress=opts.progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".predict-{video}-", dir=out_dir) as tmp_name:
         work, staged = Path(tmp_name) / WORK_DIR, Path(tmp_name) / "out"

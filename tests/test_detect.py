@@ -165,3 +165,26 @@ def test_prefetch_keeps_order_and_reraises() -> None:
 
     with pytest.raises(AbawError, match="boom"):
         list(decode.prefetch(broken()))
+
+
+@pytest.mark.parametrize("video", ["single_face.mp4", "face_noface.mov"])
+def test_fast_colour_conversion_matches_swscale(video: str, media_dir: Path) -> None:
+    import av
+
+    with av.open(str(media_dir / video)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            ours, swscale = decode.to_bgr(frame), frame.to_ndarray(format="bgr24")
+            assert ours.shape == swscale.shape and ours.dtype == np.uint8
+            diff = np.abs(ours.astype(int) - swscale)
+            assert diff.mean() < 2.0 and diff.max() <= 12  # rounding and chroma upsampling, same BT.601 matrix
+            if i == 3:
+                break
+
+
+def test_odd_sized_frames_fall_back_to_swscale() -> None:
+    import av
+
+    frame = av.VideoFrame.from_ndarray(np.full((31, 45, 3), 120, np.uint8), format="bgr24").reformat(
+        format="yuv420p")
+    out = decode.to_bgr(frame)
+    assert out.shape[2] == 3 and abs(int(out.mean()) - 120) <= 3

@@ -108,3 +108,26 @@ def test_resume_after_a_crash_redoes_only_the_unfinished(tiny_root: Path) -> Non
     assert marker.is_file() and marker_path(tiny_root, videos[0].stem).stat().st_mtime_ns == kept
     assert not stale.exists()
     shutil.rmtree(tiny_root / PREPARED_DIR / "audio")
+
+
+def test_key_frame_detection_with_workers_finds_the_same_faces(media_dir: Path, weights_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """Every frame detected by one thread, or every 5th frame by two threads: a face in the same frames, in about
+    the same place; the detected boxes of key frames are the same either way."""
+    tables = {}
+    for label, extra in (("every", ["--detect-every", "1"]), ("keys", ["--detect-every", "5", "--workers", "2"])):
+        out = tmp_path / label
+        assert main(["prepare", str(media_dir / "face_noface.mov"), "--out", str(out), "--person", "face",
+                     "--streams", "face", "--size", "32", *extra]) == 0
+        tables[label] = pd.read_csv(out / "boxes" / "face_noface.csv")
+    every, keys = tables["every"], tables["keys"]
+    assert len(every) == len(keys) == 169
+    assert ((every["face_score"] > 0) == (keys["face_score"] > 0)).all()
+    with_face = every["face_score"] > 0
+    eyes = np.hypot(every["lm0_x"] - every["lm1_x"], every["lm0_y"] - every["lm1_y"])[with_face]
+    error = np.hypot(every["lm2_x"] - keys["lm2_x"], every["lm2_y"] - keys["lm2_y"])[with_face] / eyes
+    assert error.mean() < 0.05  # the nose tip, interpolated between key frames
+    key_rows = every.index[::5]
+    np.testing.assert_allclose(keys.loc[key_rows, "face_x"], every.loc[key_rows, "face_x"], atol=1e-3)
+    assert main(["prepare", str(media_dir / "face_noface.mov"), "--out", str(tmp_path / "x"),
+                 "--detect-every", "0"]) == 2

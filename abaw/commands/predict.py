@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from abaw.video.faces import DETECTORS
-from abaw.video.persons import PERSON_BACKENDS
+from abaw.commands.detection_args import add_detection_args, detect_every
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,9 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="predictions", help="output folder (default: ./predictions)")
     p.add_argument("--annotate", action="store_true", help="also write <video>_annotated.mp4")
     p.add_argument("--no-plots", action="store_true", help="do not draw the plots")
-    p.add_argument("--detector", choices=DETECTORS, default="yunet", help="face detector (default: yunet)")
-    p.add_argument("--person", choices=PERSON_BACKENDS, default="yolo-fastest",
-                   help="person detector, used when the model has body/context streams (default: yolo-fastest)")
+    add_detection_args(p, "person detector, used when the model has body/context streams")
     p.add_argument("--max-faces", type=int, default=None, help="keep at most this many face tracks (default: all)")
     p.add_argument("--au-threshold", type=float, default=0.5, help="AU decision threshold (default: 0.5)")
     p.set_defaults(func=run)
@@ -36,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             raise AbawError("no such file", path=path)
     opts = PredictOptions(checkpoint=args.checkpoint, detector=args.detector, person=args.person,
                           max_faces=args.max_faces, au_threshold=args.au_threshold, annotate=args.annotate,
-                          plots=not args.no_plots)
+                          plots=not args.no_plots, detect_every=detect_every(args))
     predictor = load_predictor(args.checkpoint)
     if predictor.note:
         print(f"note: {predictor.note}")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from abaw.commands.detection_args import add_detection_args, detect_every
 from abaw.prepare import STREAMS, PrepareOptions, VideoResult, parse_shard, prepare_all, resolve_inputs, shard
-from abaw.video.faces import DETECTORS
-from abaw.video.persons import PERSON_BACKENDS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,12 +16,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="DATA_ROOT|VIDEO", help="a data root (with videos/) or video files")
     p.add_argument("--out", help="output root (default: the data root itself; required for video files)")
     p.add_argument("--shard", help="i/N: prepare only the i-th of N equal shares of the videos (1-based)")
-    p.add_argument("--detector", choices=DETECTORS, default="yunet", help="face detector (default: yunet)")
-    p.add_argument("--person", choices=PERSON_BACKENDS, default="yolo-fastest",
-                   help="person detector; 'face' derives the person box from the face (default: yolo-fastest)")
+    add_detection_args(p, "person detector; 'face' derives the person box from the face")
     p.add_argument("--streams", default=",".join(STREAMS),
                    help=f"comma-separated subset of {','.join(STREAMS)} to write (default: all)")
     p.add_argument("--size", type=int, default=112, help="side of face, body and context images (default: 112)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="threads detecting faces on key frames (default 1; --shard runs whole processes)")
     p.add_argument("--max-faces", type=int, default=2, help="tracks kept per video, largest first (default: 2)")
     p.add_argument("--force", action="store_true", help="redo finished videos and replace their outputs")
     p.set_defaults(func=run)
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     videos = shard(videos, i, n)
     opts = PrepareOptions(detector=args.detector, person=args.person, streams=streams, face_size=args.size,
                           body_size=args.size, context_size=args.size, max_faces=args.max_faces or None,
-                          force=args.force)
+                          detect_every=detect_every(args), workers=max(1, args.workers), force=args.force)
 
     def report(r: VideoResult) -> None:
         if r.status == "done":

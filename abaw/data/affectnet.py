@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from abaw.errors import AbawError
+from abaw.resize import resize
 from abaw.tasks import AFFECTNET_CLASSES, AFFECTNETC25_CLASSES, EXPR_CLASSES_7, EXPR_CLASSES_8, class_mapping
 
 COLUMNS: tuple[str, ...] = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
@@ -137,7 +138,7 @@ def load_face(path: str | Path, box: tuple[float, float, float, float] | None, s
         x1, y1 = min(x + w, img.shape[1]), min(y + h, img.shape[0])
         if x1 - x0 >= 2 and y1 - y0 >= 2:
             img = img[y0:y1, x0:x1]
-    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
+    img = resize(img, size, size)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

@@ -4,6 +4,8 @@ as a fallback that needs no downloaded file (it gives no landmarks: they are est
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import cv2
 import numpy as np
 
 from abaw.errors import AbawError
+from abaw.resize import resize
 
 #: Where the 5 landmarks sit inside a Haar face box, as fractions of its width/height, in YuNet's order
 #: (right eye, left eye, nose tip, right mouth corner, left mouth corner; the subject's right is the image's left).
@@ -56,7 +59,7 @@ class YuNetDetector:
         height, width = image.shape[:2]
         scale = min(1.0, self.max_side / max(height, width)) if self.max_side else 1.0
         if scale < 1.0:
-            image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            image = resize(image, round(width * scale), round(height * scale))
         size = (image.shape[1], image.shape[0])
         if size != self._size:
             self._net.setInputSize(size)
@@ -91,7 +94,7 @@ class HaarDetector:
         scale = min(1.0, self.max_side / max(height, width)) if self.max_side else 1.0
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if scale < 1.0:
-            grey = cv2.resize(grey, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            grey = resize(grey, round(width * scale), round(height * scale))
         grey = cv2.equalizeHist(grey)
         boxes, _, weights = self._cascade.detectMultiScale3(grey, self.scale_factor, self.min_neighbors,
                                                             minSize=(self.min_size, self.min_size),
@@ -103,6 +106,19 @@ class HaarDetector:
             score = float(1.0 / (1.0 + np.exp(-float(weight))))
             out.append(FaceDetection(box, landmarks_from_box(box), score))
         return out
+
+
+def per_thread(factory: Callable[[], YuNetDetector | HaarDetector]) -> Callable[[np.ndarray], list[FaceDetection]]:
+    """A detect function safe to call from several threads: each thread gets its own detector from ``factory``
+    (OpenCV's detectors keep per-call state and must not be shared)."""
+    local = threading.local()
+
+    def detect(image: np.ndarray) -> list[FaceDetection]:
+        if not hasattr(local, "detector"):
+            local.detector = factory()
+        return local.detector.detect(image)
+
+    return detect
 
 
 def create_detector(name: str = "yunet", **kwargs: object) -> YuNetDetector | HaarDetector:

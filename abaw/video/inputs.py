@@ -6,8 +6,9 @@ context: the whole frame with the person box blacked out, resized.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+
+from abaw.resize import resize
 
 DEFAULT_SIZE = 112
 
@@ -33,7 +34,7 @@ def body_input(image: np.ndarray, person_box: np.ndarray, size: int = DEFAULT_SI
     """The person's square crop (size, size, 3)."""
     x0, y0, side = square_box(person_box)
     crop = crop_padded(image, x0, y0, side, side)
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+    return resize(crop, size, size)
 
 
 def context_input(image: np.ndarray, person_box: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
@@ -44,4 +45,4 @@ def context_input(image: np.ndarray, person_box: np.ndarray, size: int = DEFAULT
     x0, y0 = max(0, int(np.floor(x))), max(0, int(np.floor(y)))
     x1, y1 = min(iw, int(np.ceil(x + w))), min(ih, int(np.ceil(y + h)))
     out[y0:y1, x0:x1] = 0
-    return cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
+    return resize(out, size, size)

@@ -1,0 +1,26 @@
+"""The face and person detection options shared by ``abaw prepare`` and ``abaw predict``."""
+
+from __future__ import annotations
+
+import argparse
+
+from abaw.prepare import DETECT_EVERY
+from abaw.video.faces import DETECTORS
+from abaw.video.persons import PERSON_BACKENDS
+
+
+def add_detection_args(p: argparse.ArgumentParser, person_help: str) -> None:
+    p.add_argument("--detector", choices=DETECTORS, default="yunet", help="face detector (default: yunet)")
+    p.add_argument("--person", choices=PERSON_BACKENDS, default="yolo-fastest",
+                   help=f"{person_help} (default: yolo-fastest)")
+    p.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="K",
+                   help=f"detect faces and persons on every K-th frame and interpolate between; where faces come or "
+                   f"go, every frame is detected (default: {DETECT_EVERY}; 1 detects every frame)")
+
+
+def detect_every(args: argparse.Namespace) -> int:
+    from abaw.errors import AbawError
+
+    if args.detect_every < 1:
+        raise AbawError(f"--detect-every must be at least 1, got {args.detect_every}")
+    return args.detect_every

@@ -72,8 +72,9 @@ def extractor_names(cfg: dict[str, Any], model: nn.Module) -> dict[str, str]:
 
 
 def all_videos(root: str | Path, protocol: str) -> list[SequenceVideo]:
-    """Every annotation name of the data root (all splits and tracks), covering the whole video."""
+    """Every annotation and test name of the data root (all splits and tracks), covering the whole video."""
     from abaw.data.affwild2 import AffWild2
+    from abaw.data.sequences import load_test_videos
 
     ds = AffWild2(root, protocol=protocol)
     seen: dict[str, SequenceVideo] = {}
@@ -84,6 +85,8 @@ def all_videos(root: str | Path, protocol: str) -> list[SequenceVideo]:
         for video in load_videos(ds, split, tasks, protocol):
             video.n_frames = max(video.n_frames, video.video_frames)
             seen.setdefault(video.name, video)
+    for video in load_test_videos(ds, [t for t in TRACKS if ds.has_test_set(t)], protocol):
+        seen.setdefault(video.name, video)
     return [seen[k] for k in sorted(seen)]
 
 

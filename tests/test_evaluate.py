@@ -59,3 +59,28 @@ def test_evaluate_train_split_and_cli(tiny_mtl_run: Path, tiny_root_ro: Path, ca
     assert list((tiny_mtl_run / "embeddings" / "train").glob("*.npy"))
     assert main(["evaluate", str(tiny_root_ro), "--data-root", str(tiny_root_ro)]) == 2
     assert "not a training run folder" in capsys.readouterr().err
+
+
+def test_evaluate_test_split_writes_valid_result_files(tiny_mtl_run: Path, tiny_root_ro: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    from abaw.cli import main
+    from abaw.data.affwild2 import AffWild2
+    from abaw.results import read_result_folder, validate_submission
+    from abaw.train.evaluate import evaluate_run
+
+    ds = AffWild2(tiny_root_ro)
+    result = evaluate_run(tiny_mtl_run, tiny_root_ro, "test", submission=tmp_path / "sub")
+    assert result["split"] == "test" and result["score"] is None
+    assert set(result["tracks"]) == {t for t in ("va", "expr", "au") if ds.has_test_set(t)} != set()
+    for track, info in result["tracks"].items():
+        names = ds.test_names(track)
+        assert info["files"] == len(names)
+        assert validate_submission(tmp_path / "sub", tiny_root_ro, "test", track) == []
+        files = read_result_folder(Path(info["folder"]), track)
+        for name in names:  # one line per frame of the whole video
+            assert len(files[name]) == ds.video_info(name)[0]
+    table = pd.read_parquet(tiny_mtl_run / "predictions" / "test.parquet")
+    assert table["name"].nunique() == len({n for t in result["tracks"] for n in ds.test_names(t)})
+    assert not (tiny_mtl_run / "scores_test.json").exists()  # no labels, no scores
+    assert main(["evaluate", str(tiny_mtl_run), "--data-root", str(tiny_root_ro), "--split", "test"]) == 0
+    assert "test result files valid" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""``abaw evaluate RUN_DIR --data-root ROOT --split validation|train [--submission DIR]``."""
+"""``abaw evaluate RUN_DIR --data-root ROOT --split validation|train|test [--submission DIR]``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ def run(args: argparse.Namespace) -> int:
                           which=args.checkpoint, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result, default=str))
+    elif args.split == "test":
+        for track, info in result["tracks"].items():
+            print(f"{args.run_dir}: {track.upper()} test result files valid: {info['files']} in {info['folder']}")
     else:
         parts = ", ".join(f"{t} {s['score']:.4f}" for t, s in result["tracks"].items())
         print(f"{args.run_dir}: {args.split} score {result['score']:.4f} ({parts})")
@@ -26,7 +29,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("run_dir", help="a training run folder (runs/<run_id>)")
     p.add_argument("--data-root", "--data_root", dest="data_root",
                    help="Aff-Wild2 data root (default: the run's)")
-    p.add_argument("--split", default="validation", choices=("validation", "train"))
+    p.add_argument("--split", default="validation", choices=("validation", "train", "test"),
+                   help="test: result files for the names of test_set/<track>.txt (no scores)")
     p.add_argument("--submission", metavar="DIR", help="also write the result files into DIR")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--batch-size", type=int)

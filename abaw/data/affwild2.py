@@ -533,6 +533,10 @@ class AffWild2:
         return mask
 
     # -- test set --
+    def has_test_set(self, track: str) -> bool:
+        """Whether ``test_set/<track>.txt`` lists the test names of the track."""
+        return (self.root / TEST_SET_DIR / f"{tasks.check_track(track)}.txt").is_file()
+
     def test_names(self, track: str) -> list[str]:
         """Names listed in ``test_set/<track>.txt``, one per line."""
         path = self.root / TEST_SET_DIR / f"{tasks.check_track(track)}.txt"
@@ -570,7 +574,7 @@ class AffWild2:
                 rows.append(self._row(entry, int(valid_mask(track, labels).sum()), mismatch))
         if include_test:
             for track in tasks.TRACKS:
-                if (self.root / TEST_SET_DIR / f"{track}.txt").is_file():
+                if self.has_test_set(track):
                     rows.extend(self._row(entry, 0, False) for entry in self.test_entries(track))
         columns = ["split", "track", "name", "video", "n_frames", "n_label_lines", "n_valid", "n_crops", "fps",
                    "label_mismatch", "video_path", "annotation_path"]

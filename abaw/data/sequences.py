@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from abaw.errors import AbawError
 from abaw.tasks import get_protocol
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,34 @@ def load_videos(ds: Any, split: str, tasks: Sequence[str], protocol: str | None 
                 lab, ok = np.full((n, k), np.nan, np.float32), np.zeros(n, bool)
             video.labels[task] = np.where(ok[:, None], lab, 0.0).astype(np.float32)
             video.valid[task] = ok
+        videos.append(video)
+    return videos
+
+
+def load_test_videos(ds: Any, tasks: Sequence[str], protocol: str | None = None,
+                     max_videos: int | None = None) -> list[SequenceVideo]:
+    """The names of ``test_set/<track>.txt`` for ``tasks`` (those with a list), covering their whole video, with no
+    labels (every frame invalid). ``annotated`` says which tracks list the name: those get result files."""
+    proto = get_protocol(protocol)
+    listed: dict[str, dict[str, Any]] = {}  # name -> task -> entry
+    for task in tasks:
+        if ds.has_test_set(task):
+            for entry in ds.test_entries(task):
+                listed.setdefault(entry.name, {})[task] = entry
+    names = sorted(listed)[:max_videos] if max_videos is not None else sorted(listed)
+    videos = []
+    for name in names:
+        entry = next(iter(listed[name].values()))
+        n = int(entry.n_frames or 0)
+        if n <= 0:
+            raise AbawError(f"test name {name!r}: no video file in the data root to count its frames",
+                            path=entry.annotation_path)
+        video = SequenceVideo(name=name, video=entry.video, n_frames=n, fps=float(entry.fps or 30.0), video_frames=n,
+                              annotated=tuple(t for t in tasks if t in listed[name]))
+        for task in tasks:
+            k = proto.n_outputs(task) if task != "expr" else 1
+            video.labels[task] = np.zeros((n, k), np.float32)
+            video.valid[task] = np.zeros(n, bool)
         videos.append(video)
     return videos
 

@@ -177,7 +177,10 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
                  submission: str | Path | None = None, which: str = "best", batch_size: int | None = None,
                  plots: bool = True, progress: bool = False) -> dict[str, Any]:
     """Evaluate a run's best checkpoint on ``split``: writes predictions, embeddings, result files, scores and plots
-    into the run folder and returns ``{"split", "protocol", "score", "tracks": {track: score_track dict}}``."""
+    into the run folder and returns ``{"split", "protocol", "score", "tracks": {track: score_track dict}}``.
+
+    ``split="test"``: the names of ``test_set/<track>.txt`` over their whole video; no labels, so no scores or
+    plots: predictions and result files (``results/test/``), checked like a submission (one line per frame)."""
     from abaw.data.affwild2 import AffWild2
     from abaw.data.sequences import load_videos
     from abaw.train.checkpoint import load_model
@@ -186,8 +189,8 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
     from abaw.train.loop import make_loader
     from abaw.train.runs import now, record_run, update_run_json
 
-    if split not in ("train", "validation"):
-        raise AbawError(f"unknown split {split!r}; choose train or validation")
+    if split not in ("train", "validation", "test"):
+        raise AbawError(f"unknown split {split!r}; choose train, validation or test")
     run_dir = Path(run_dir)
     model, cfg = load_model(run_dir, which)
     root = Path(root or cfg["data"]["root"] or "")
@@ -198,7 +201,14 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
     model.to(device)
     tasks = tracks_of(cfg)
     ds = AffWild2(root, protocol=cfg["protocol"])
-    videos = load_videos(ds, split, tasks, cfg["protocol"], cfg["data"]["max_videos"])
+    if split == "test":
+        from abaw.data.sequences import load_test_videos
+
+        videos = load_test_videos(ds, tasks, cfg["protocol"])
+        if not videos:
+            raise AbawError(f"no test set list for tasks {', '.join(tasks)} (test_set/<track>.txt)", path=root)
+    else:
+        videos = load_videos(ds, split, tasks, cfg["protocol"], cfg["data"]["max_videos"])
     if not videos:
         raise AbawError(f"no annotated videos in split {split!r} for tasks {', '.join(tasks)}", path=root)
     if cfg["data"]["mode"] == "cached":  # a data root without this run's feature cache yet: extract it first
@@ -209,9 +219,32 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
     bs = batch_size or cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"]
     preds = predict_videos(model, videos, loader, cfg["data"]["duration"], bs, tasks, device, cfg["train"]["amp"],
                            progress=progress)
+    if split == "test":
+        return _write_test(run_dir, preds, videos, cfg, root, submission)
     scores = score_predictions(preds, videos, tasks, cfg["protocol"])
     write_outputs(run_dir, split, preds, videos, cfg, scores, submission, plots)
     update_run_json(run_dir, evaluated=now())
     record_run(run_dir)
     return {"split": split, "protocol": get_protocol(cfg["protocol"]).name, "score": scores["score"],
             "tracks": scores["tracks"]}
+
+
+def _write_test(run_dir: Path, preds: dict[str, dict[str, np.ndarray]], videos: list[SequenceVideo],
+                cfg: dict[str, Any], root: Path, submission: str | Path | None) -> dict[str, Any]:
+    """Test predictions and result files of a run, each track's folder validated against the test set list."""
+    from abaw.results import validate_submission
+    from abaw.train.config import tracks_of
+
+    write_outputs(run_dir, "test", preds, videos, cfg, None, submission, plots=False)
+    protocol = get_protocol(cfg["protocol"])
+    tracks: dict[str, Any] = {}
+    for task in tracks_of(cfg):
+        if not any(task in v.annotated for v in videos):
+            continue
+        folder = run_dir / "results" / "test" / protocol.annotation_dir(task)
+        problems = validate_submission(folder, root, "test", task, cfg["protocol"])
+        if problems:
+            raise AbawError(f"the {task.upper()} test result files do not validate: " + "; ".join(problems[:3]),
+                            path=folder)
+        tracks[task] = {"folder": str(folder), "files": len(list(folder.glob("*.txt")))}
+    return {"split": "test", "protocol": protocol.name, "score": None, "tracks": tracks}

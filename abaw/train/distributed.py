@@ -67,5 +67,9 @@ def broadcast(obj: Any, src: int = 0) -> Any:
 
 
 def cleanup() -> None:
+    """Tear the process group down after a successful run: every rank first waits for the others, so none exits
+    while another is still inside gloo (which can abort the late one with "terminate called without an active
+    exception")."""
     if is_distributed():
+        dist.barrier()
         dist.destroy_process_group()

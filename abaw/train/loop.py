@@ -397,7 +397,7 @@ def train(cfg: dict[str, Any] | None = None, out: str | Path = "runs", resume: s
             run_dir = dd.broadcast(str(run_dir) if run_dir else None)
         run_dir = Path(run_dir)
     trainer = Trainer(cfg, run_dir, resume=resume is not None, max_steps=max_steps, progress=progress)
-    try:
-        return trainer.fit()
-    finally:
-        dd.cleanup()
+    # After a failure no collective teardown: another rank may be inside a collective and would never join it.
+    result = trainer.fit()
+    dd.cleanup()
+    return result

@@ -1,8 +1,9 @@
 """``abaw demo``: the whole job on an embedded synthetic Aff-Wild2, as resumable stages.
 
 synth -> baselines -> prepare -> pretrain (the face CNN on a synthetic AffectNet-format set) -> extract -> train (per
-track, multi-task; their face stream starts from the pretrained CNN) -> evaluate -> temporal -> ensemble -> submissions
-(validated result files) -> leaderboard (terminal and HTML).
+track, multi-task; their face stream starts from the pretrained CNN) -> evaluate (training split for the temporal
+model, test set for every trained run) -> temporal -> ensemble -> submissions (validated test-set result files of the
+best run per track that predicts the test set) -> leaderboard (terminal and HTML).
 
 Every stage writes its completion marker ``OUT/stages/<stage>.json`` last (atomically), holding what later stages
 need (e.g. the run folders it made). A stage whose marker exists is skipped, so a demo killed midway and started again
@@ -357,7 +358,11 @@ def stage_evaluate(demo: Demo) -> dict[str, Any]:
     source = _temporal_source(demo)
     # Validation outputs come with training; the temporal model also needs the training split's.
     result = evaluate_run(source, demo.data_root, "train", plots=False)
-    return {"source": source, "train_score": result.get("score")}
+    # Challenge result files: every trained run on the test set (test_set/<track>.txt, no labels).
+    test: dict[str, Any] = {}
+    for key, run_dir in _train_runs(demo).items():
+        test[key] = {t: info["files"] for t, info in evaluate_run(run_dir, demo.data_root, "test")["tracks"].items()}
+    return {"source": source, "train_score": result.get("score"), "test": test}
 
 
 def stage_temporal(demo: Demo) -> dict[str, Any]:
@@ -428,25 +433,35 @@ def _all_runs(demo: Demo) -> list[str]:
     return runs
 
 
-def _best_runs(demo: Demo) -> dict[str, registry.Entry]:
-    """The best recorded demo run per track (on the demo's dataset), from the database."""
+def _ranked_runs(demo: Demo) -> dict[str, list[registry.Entry]]:
+    """The recorded demo runs per track (on the demo's dataset), best validation score first, from the database."""
     mine = {str(Path(p).resolve()) for p in _all_runs(demo)}
-    best: dict[str, registry.Entry] = {}
+    ranked: dict[str, list[registry.Entry]] = {}
     for group in leaderboard.rank_entries(registry.query_entries(demo.db)):
-        for ranked in group.entries:
-            entry = ranked.entry
-            if entry.run_dir in mine and entry.score is not None and group.track not in best:
-                best[group.track] = entry
-    return best
+        for item in group.entries:
+            entry = item.entry
+            if entry.run_dir in mine and entry.score is not None:
+                ranked.setdefault(group.track, []).append(entry)
+    return ranked
 
 
-def _result_split(run_dir: Path, track: str, protocol: str) -> tuple[Path, str] | None:
-    """The run's result folder for ``track``: the test split when it wrote one, else validation."""
-    folder = get_protocol(protocol).annotation_dir(track)
+def _result_folder(run_dir: Path, track: str, protocol: str, split: str) -> Path | None:
+    """The run's result folder of ``track`` on ``split``, if it wrote one."""
+    candidate = run_dir / "results" / split / get_protocol(protocol).annotation_dir(track)
+    return candidate if candidate.is_dir() and any(candidate.glob("*.txt")) else None
+
+
+def _submission_source(entries: list[registry.Entry], track: str, default_protocol: str
+                       ) -> tuple[registry.Entry, Path, str] | None:
+    """What to submit for ``track``: the best-scoring run that has test result files (a challenge takes test
+    predictions only; fused and temporal runs have none), else the best run's validation files."""
     for split in ("test", "validation"):
-        candidate = run_dir / "results" / split / folder
-        if candidate.is_dir() and any(candidate.glob("*.txt")):
-            return candidate, split
+        for entry in entries:
+            folder = _result_folder(Path(entry.run_dir), track, entry.protocol or default_protocol, split)
+            if folder is not None:
+                return entry, folder, split
+            if split == "validation":
+                break  # only the best run's validation files
     return None
 
 
@@ -454,20 +469,17 @@ def stage_submissions(demo: Demo) -> dict[str, Any]:
     validate = api("abaw.results", "validate_submission")
     zip_submission = api("abaw.results", "zip_submission")
     demo.need("synth")
-    best = _best_runs(demo)
-    if not best:
+    ranked = _ranked_runs(demo)
+    if not ranked:
         raise StageSkipped("no scored run to submit yet")
     demo.submissions.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {}
     for track in TRACKS:
-        entry = best.get(track)
-        if entry is None:
-            continue
-        protocol = entry.protocol or demo.protocol
-        found = _result_split(Path(entry.run_dir), track, protocol)
+        found = _submission_source(ranked.get(track, []), track, demo.protocol)
         if found is None:
             continue
-        source, split = found
+        entry, source, split = found
+        protocol = entry.protocol or demo.protocol
         target = demo.submissions / source.name
         partial = demo.submissions / f".{source.name}.partial"
         _remove(partial)
@@ -527,14 +539,15 @@ STAGES: tuple[Stage, ...] = (
           after=("prepare", "pretrain")),
     *(Stage(f"train_{key}", f"train the {preset} preset", _train_stage(key), (f"runs/train/{key}",),
             after=("extract", "pretrain")) for key, preset in DEMO_PRESETS.items()),
-    Stage("evaluate", "predict the training split with the temporal model's source run", stage_evaluate,
+    Stage("evaluate", "predict the training split (temporal model's source) and the test set (every trained run)",
+          stage_evaluate,
           after=_TRAIN_STAGES),
     Stage("temporal", "fit the temporal statistical model (CNU_ADL)", stage_temporal, ("runs/temporal",),
           after=("evaluate",)),
     Stage("ensemble", "fuse the runs of each track (mean, tuned smoothing)", stage_ensemble, ("runs/ensemble",),
           after=(*_TRAIN_STAGES, "temporal")),
-    Stage("submissions", "write and validate the result files of the best run per track", stage_submissions,
-          after=_RUN_STAGES),
+    Stage("submissions", "write and validate the test result files of the best run per track that has them",
+          stage_submissions, after=(*_RUN_STAGES, "evaluate")),
     Stage("leaderboard", "record the runs and write the leaderboard", stage_leaderboard,
           after=(*_RUN_STAGES, "submissions")),
 )

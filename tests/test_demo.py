@@ -40,11 +40,12 @@ def test_demo_end_to_end_resume_and_determinism(tmp_path: Path, monkeypatch: pyt
     printed = capsys.readouterr().out
     assert "Where everything is" in printed and str(out / "leaderboard.html") in printed
 
-    # result files for the three tracks, each passing the validator
+    # test-set result files for the three tracks (fused and temporal runs have none), each passing the validator
     data = out / "data"
     submitted = json.loads((out / "stages" / "submissions.json").read_text())["summary"]["tracks"]
     assert set(submitted) == {"va", "expr", "au"}
     for track, info in submitted.items():
+        assert info["split"] == "test" and info["kind"] in ("train", "baseline")
         folder = Path(info["folder"])
         assert folder.parent == subs and any(folder.glob("*.txt")) and Path(info["zip"]).is_file()
         assert validate_submission(folder, data, info["split"], track) == []

@@ -60,7 +60,7 @@ def timed(fn: Callable[[], int], repeat: int = 1) -> float:
 
 
 class Encoders:
-    """The preset's per-frame stream encoders, fed per-stream batches of normalised inputs."""
+    """The preset's per-frame stream encoders, fed per-stream batches (uint8 images are normalised per batch)."""
 
     def __init__(self, config: Path, streams: list[str], bf16: bool, batch_size: int) -> None:
         cfg = resolve(config, check_root=False)

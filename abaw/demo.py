@@ -374,7 +374,18 @@ def stage_temporal(demo: Demo) -> dict[str, Any]:
         overrides["epochs"] = demo.size.temporal_epochs
     config = load_config(_preset_path(TEMPORAL_PRESET), overrides)
     run_dir = fit_temporal(evaluated["source"], config, demo.data_root, out_dir=demo.runs / "temporal")
-    return {"runs": {"temporal": str(run_dir)}, "source": evaluated["source"]}
+    test = _on_test_set(demo, "temporal model", api("abaw.temporal.train", "predict_temporal"), run_dir)
+    return {"runs": {"temporal": str(run_dir)}, "source": evaluated["source"], "test": test}
+
+
+def _on_test_set(demo: Demo, what: str, predict: Any, run_dir: str | Path) -> bool:
+    """Predict the test set with a fitted run; a failure is said and leaves the run without test result files."""
+    try:
+        predict(run_dir, "test")
+    except AbawError as exc:
+        demo.console.print(f"  [yellow]the {what} did not predict the test set[/yellow]: {exc}")
+        return False
+    return True
 
 
 def _scored_tracks(run_dir: str) -> set[str]:
@@ -413,7 +424,9 @@ def stage_ensemble(demo: Demo) -> dict[str, Any]:
             failed[track] = str(exc)
             continue
         runs[track] = str(report.run_dir)
-        scores[track] = {"members": report.member_scores, "fused": report.final_score, "smoothed": smooth}
+        scores[track] = {"members": report.member_scores, "fused": report.final_score, "smoothed": smooth,
+                         "test": _on_test_set(demo, f"{track.upper()} ensemble", api("abaw.ensemble", "apply_ensemble"),
+                                              report.run_dir)}
     if not runs and not failed:
         raise StageSkipped("no track has two scored runs to fuse yet")
     return {"runs": runs, "scores": scores, "failed": failed, INCOMPLETE: bool(failed)}
@@ -454,7 +467,7 @@ def _result_folder(run_dir: Path, track: str, protocol: str, split: str) -> Path
 def _submission_source(entries: list[registry.Entry], track: str, default_protocol: str
                        ) -> tuple[registry.Entry, Path, str] | None:
     """What to submit for ``track``: the best-scoring run that has test result files (a challenge takes test
-    predictions only; fused and temporal runs have none), else the best run's validation files."""
+    predictions only), else the best run's validation files."""
     for split in ("test", "validation"):
         for entry in entries:
             folder = _result_folder(Path(entry.run_dir), track, entry.protocol or default_protocol, split)

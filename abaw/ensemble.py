@@ -27,15 +27,17 @@ from abaw.runio import (
     labels_for_rows,
     load_labels,
     load_run,
+    read_json,
     run_info,
     score,
+    split_frame_counts,
     stack_runs,
     track_columns,
     video_groups,
     write_predictions,
     write_results,
 )
-from abaw.smoothing import SmoothingResult, tune_smoothing
+from abaw.smoothing import SmoothingResult, smooth_by_video, tune_smoothing
 from abaw.thresholds import ThresholdResult, tune_thresholds_cv
 
 log = logging.getLogger(__name__)
@@ -320,3 +322,37 @@ def ensemble_runs(run_dirs: list[str | Path], track: str, method: str = "mean", 
                {"split": split, "protocol": protocol, "tracks": {track: final_scores}, "ensemble": details})
     return EnsembleReport(run_dir, track, method, member_scores, fused, float(final_scores["score"]), smoothing,
                           thresholds, seconds)
+
+
+def apply_ensemble(run_dir: str | Path, split: str = "test") -> Path:
+    """Apply a fused run's recorded fusion to its members' ``split`` predictions (e.g. the test set, which has no
+    labels to tune on): the member weights, and the smoothing and AU thresholds where they were applied, all as
+    chosen on the validation videos. Writes ``predictions/<split>.parquet`` and ``results/<split>/``."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json")
+    if config.get("kind") != "ensemble":
+        raise AbawError("not an ensemble run folder", path=run_dir)
+    details = read_json(run_dir / "scores.json").get("ensemble") or {}
+    track, protocol, method = config["track"], config["protocol"], config["method"]
+    if split == config.get("split", "validation"):
+        raise AbawError(f"the ensemble was tuned on the {split} split: its outputs there are already in the run",
+                        path=run_dir)
+    weights = (details.get("params") or {}).get("weights")
+    if weights is None:
+        raise AbawError(f"a {method!r} ensemble keeps no weights to apply to new videos (mean and weighted do)",
+                        path=run_dir / "scores.json")
+    runs = [load_run(p) for p in config["members"]]
+    n_frames = split_frame_counts(config["data_root"], split, track, protocol)
+    keys, values = stack_runs(runs, split, track_columns(track, protocol), names=set(n_frames))
+    if not len(keys) or np.isnan(values).any():
+        raise AbawError(f"the members of {run_dir.name} do not all predict every {track.upper()} {split} frame "
+                        f"(make them with `abaw evaluate RUN --split {split}`)", path=runs[0].predictions_path(split))
+    final = fuse_weighted(values, np.asarray(weights, dtype=np.float64))
+    smoothing, thresholds, thr = details.get("smoothing"), details.get("thresholds"), 0.5
+    if smoothing and smoothing.get("applied") and int(smoothing["window"]) > 1:
+        final = smooth_by_video(track, final, keys["name"].to_numpy(dtype=str), smoothing["method"],
+                                int(smoothing["window"]))
+    if thresholds and thresholds.get("applied"):
+        thr = np.asarray([thresholds["thresholds"][c] for c in track_columns("au", protocol)], dtype=np.float64)
+    write_predictions(run_dir, split, keys, dict(zip(track_columns(track, protocol), final.T, strict=True)))
+    return write_results(run_dir, split, track, keys, final, n_frames, protocol, thr)

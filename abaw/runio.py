@@ -206,6 +206,23 @@ def load_labels(data_root: str | Path, split: str, track: str, protocol: str | N
     return {e.name: np.asarray(ds.labels(e), dtype=np.float32) for e in ds.entries(split, track)}
 
 
+def split_frame_counts(data_root: str | Path, split: str, track: str, protocol: str | None = None) -> dict[str, int]:
+    """Frames each result file of ``split`` must have, by name: label lines for an annotated split, the video's frame
+    count for ``test`` (the names of ``test_set/<track>.txt``)."""
+    if split != "test":
+        return {n: len(v) for n, v in load_labels(data_root, split, track, protocol).items()}
+    from abaw.data.affwild2 import AffWild2
+
+    ds = AffWild2(data_root, protocol=protocol or tasks.DEFAULT_PROTOCOL)
+    if not ds.has_test_set(track):
+        raise AbawError(f"no {track.upper()} test set list", path=Path(data_root) / tasks.TEST_SET_DIR)
+    counts = {e.name: int(e.n_frames or 0) for e in ds.test_entries(track)}
+    missing = sorted(n for n, c in counts.items() if c <= 0)
+    if missing:
+        raise AbawError(f"test name {missing[0]!r}: no video file to count its frames", path=data_root)
+    return counts
+
+
 def labels_for_rows(keys: pd.DataFrame, labels: dict[str, np.ndarray], track: str,
                     protocol: str | None = None) -> np.ndarray:
     """The label row of every (name, frame) row of ``keys``; rows without a label get the invalid marker."""

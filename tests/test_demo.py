@@ -40,12 +40,21 @@ def test_demo_end_to_end_resume_and_determinism(tmp_path: Path, monkeypatch: pyt
     printed = capsys.readouterr().out
     assert "Where everything is" in printed and str(out / "leaderboard.html") in printed
 
-    # test-set result files for the three tracks (fused and temporal runs have none), each passing the validator
+    # test-set result files for the three tracks, each passing the validator
     data = out / "data"
     submitted = json.loads((out / "stages" / "submissions.json").read_text())["summary"]["tracks"]
     assert set(submitted) == {"va", "expr", "au"}
+    # the temporal model and every ensemble predicted the test set too (their fits applied to new videos)
+    assert json.loads((out / "stages" / "temporal.json").read_text())["summary"]["test"] is True
+    fused = json.loads((out / "stages" / "ensemble.json").read_text())["summary"]
+    assert fused["scores"] and all(info["test"] for info in fused["scores"].values())
+    for run_dir in (*fused["runs"].values(), json.loads((out / "stages" / "temporal.json").read_text())["summary"]
+                    ["runs"]["temporal"]):  # the same from the command line
+        assert main(["evaluate", run_dir, "--split", "test"]) == 0
+        assert main(["evaluate", run_dir]) == 2  # scored when made: only the test set can be applied
+    capsys.readouterr()
     for track, info in submitted.items():
-        assert info["split"] == "test" and info["kind"] in ("train", "baseline")
+        assert info["split"] == "test"
         folder = Path(info["folder"])
         assert folder.parent == subs and any(folder.glob("*.txt")) and Path(info["zip"]).is_file()
         assert validate_submission(folder, data, info["split"], track) == []

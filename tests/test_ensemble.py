@@ -243,7 +243,7 @@ def test_tiny_synthetic_set_end_to_end(tiny_root_ro: Path, tmp_path: Path) -> No
     """Noisy runs of the tiny synthetic set's labels: temporal model (both variants), then every fusion."""
     from abaw.ensemble import ensemble_runs
     from abaw.runio import video_groups
-    from abaw.temporal.train import fit_temporal, load_config
+    from abaw.temporal.train import fit_temporal, load_config, predict_temporal
 
     labels = labels_of_root(tiny_root_ro)
     assert set(labels) == {"train", "validation"}
@@ -255,6 +255,11 @@ def test_tiny_synthetic_set_end_to_end(tiny_root_ro: Path, tmp_path: Path) -> No
                                tmp_path / "runs")
         scores = json.loads((run_dir / "scores.json").read_text())["tracks"]
         assert set(scores) == set(tasks.TRACKS) and all(np.isfinite(s["score"]) for s in scores.values())
+        # the saved model, re-built from its checkpoint, predicts a split again exactly (the test set in the demo)
+        before = pd.read_parquet(run_dir / "predictions" / "validation.parquet")
+        predict_temporal(run_dir, "validation")
+        after = pd.read_parquet(run_dir / "predictions" / "validation.parquet")
+        pd.testing.assert_frame_equal(before, after, atol=1e-6)
         runs.append(run_dir)
     for track, method in (("va", "mean"), ("expr", "weighted"), ("expr", "stack"), ("au", "mean")):
         report = ensemble_runs(runs, track, method, smooth=True, out_dir=tmp_path / "out", n_splits=3)
@@ -306,3 +311,33 @@ def test_cli_prints_members_beside_fusion(world: dict, tmp_path: Path, capsys: p
     assert code == 0
     for text in ("m0", "m1", "m2", "fused (weighted)", "in-sample", "smoothing", "final"):
         assert text in out
+
+
+def test_a_recorded_fusion_applies_to_new_videos(world: dict, tmp_path: Path) -> None:
+    """apply_ensemble on a split the fusion was not tuned on (here train; test in the demo) uses the weights,
+    smoothing and thresholds recorded on validation, and writes predictions and valid result files."""
+    from abaw.ensemble import apply_ensemble, ensemble_runs, fuse_weighted
+    from abaw.results import validate_submission
+    from abaw.runio import load_run, stack_runs, track_columns
+    from abaw.smoothing import smooth_by_video
+
+    runs = [load_run(r) for r in world["runs"]]
+    for track, method in (("va", "mean"), ("expr", "weighted"), ("au", "mean")):
+        report = ensemble_runs(world["runs"], track, method, smooth=True, tune_au_thresholds=track == "au",
+                               out_dir=tmp_path / "out", n_splits=3)
+        details = json.loads((report.run_dir / "scores.json").read_text())["ensemble"]
+        apply_ensemble(report.run_dir, "train")
+        columns = track_columns(track, PROTOCOL)
+        keys, values = stack_runs(runs, "train", columns, names=set(SPLIT_NAMES["train"]))
+        want = fuse_weighted(values, np.asarray(details["params"]["weights"]))
+        sm = details["smoothing"]
+        if sm["applied"] and sm["window"] > 1:
+            want = smooth_by_video(track, want, keys["name"].to_numpy(dtype=str), sm["method"], sm["window"])
+        got = pd.read_parquet(report.run_dir / "predictions" / "train.parquet")
+        np.testing.assert_allclose(got[columns].to_numpy(), want, atol=1e-6)
+        assert validate_submission(report.run_dir / "results" / "train", world["root"], "train", track) == []
+        with pytest.raises(AbawError, match="tuned on the validation split"):
+            apply_ensemble(report.run_dir, "validation")
+    stacked = ensemble_runs(world["runs"], "expr", "stack", out_dir=tmp_path / "out", n_splits=3)
+    with pytest.raises(AbawError, match="keeps no weights"):
+        apply_ensemble(stacked.run_dir, "train")

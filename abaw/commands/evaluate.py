@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 
+def _kind(run_dir: str) -> str:
+    path = Path(run_dir) / "run.json"
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8")).get("kind") or "train")
+    except (OSError, ValueError):
+        return "train"  # evaluate_run reports a missing or broken run folder in one line
+
+
 def run(args: argparse.Namespace) -> int:
+    from abaw.errors import AbawError
     from abaw.train.evaluate import evaluate_run
 
+    kind = _kind(args.run_dir)
+    if kind in ("temporal", "ensemble"):  # fitted on top of other runs: apply the fit to the test set
+        if args.split != "test":
+            raise AbawError(f"{'an' if kind == 'ensemble' else 'a'} {kind} run is scored when it is made; only "
+                            "--split test applies it to new videos",
+                            path=args.run_dir)
+        if kind == "temporal":
+            from abaw.temporal.train import predict_temporal as apply
+        else:
+            from abaw.ensemble import apply_ensemble as apply
+        folder = apply(args.run_dir, "test")
+        print(f"{args.run_dir}: test result files in {folder}")
+        return 0
     result = evaluate_run(args.run_dir, args.data_root, args.split, submission=args.submission,
                           which=args.checkpoint, batch_size=args.batch_size)
     if args.json:
@@ -30,7 +53,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--data-root", "--data_root", dest="data_root",
                    help="Aff-Wild2 data root (default: the run's)")
     p.add_argument("--split", default="validation", choices=("validation", "train", "test"),
-                   help="test: result files for the names of test_set/<track>.txt (no scores)")
+                   help="test: result files for the names of test_set/<track>.txt (no scores); for a temporal or "
+                   "ensemble run, its fit applied to its sources' test predictions (evaluate those first)")
     p.add_argument("--submission", metavar="DIR", help="also write the result files into DIR")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--batch-size", type=int)

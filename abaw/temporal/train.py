@@ -31,6 +31,7 @@ from abaw.runio import (
     read_json,
     run_info,
     score,
+    split_frame_counts,
     track_columns,
     video_slices,
     write_predictions,
@@ -149,8 +150,14 @@ def build_split(source: Run, split: str, config: dict[str, Any], data_root: str 
     if config["variant"] == "bilstm":
         seq, lengths = block_windows(values, names, config["block"], valid=face)
         seq, lengths = seq[carry], lengths[carry]
+    from abaw.data.affwild2 import AffWild2
+
     targets, n_frames = {}, {}
     for track in task_list:
+        if split == "test":  # no labels: only the frame count of each listed name, for its result file
+            if AffWild2(data_root, protocol=protocol).has_test_set(track):
+                n_frames[track] = split_frame_counts(data_root, split, track, protocol)
+            continue
         labels = load_labels(data_root, split, track, protocol)
         targets[track] = labels_for_rows(df, labels, track, protocol)
         n_frames[track] = {n: len(lab) for n, lab in labels.items()}
@@ -277,9 +284,10 @@ def fit_temporal(source_dir: str | Path, config: dict[str, Any], data_root: str 
     use_embedding = bool(config["use_embedding"]) if config["use_embedding"] != "auto" else (
         source.has_embeddings("train") and source.has_embeddings("validation"))
     resolved = {**config, "inputs": inputs, "tasks": task_list, "use_embedding": use_embedding,
-                "source": source.run_id, "protocol": protocol, "data_root": str(Path(data_root).resolve())}
-    # threads and device change how fast, not what is fitted: they stay out of the run's identity
-    identity = {k: v for k, v in resolved.items() if k not in ("threads", "device")}
+                "source": source.run_id, "source_dir": str(source.path.resolve()), "protocol": protocol,
+                "data_root": str(Path(data_root).resolve())}
+    # threads, device and where the source lies change how fast or where, not what is fitted: out of the identity
+    identity = {k: v for k, v in resolved.items() if k not in ("threads", "device", "source_dir")}
     run_id = f"temporal-{config['variant']}-{source.run_id}-{config_hash(identity)[:8]}"
     run_dir = Path(out_dir) / run_id
     if not force and (run_dir / "run.json").is_file() and read_json(run_dir / "run.json").get("status") == "finished":
@@ -295,6 +303,46 @@ def fit_temporal(source_dir: str | Path, config: dict[str, Any], data_root: str 
         torch.set_num_threads(threads)
 
 
+def _make_model(config: dict[str, Any], x_dim: int, protocol: str, inputs: list[str], task_list: list[str]
+                ) -> TemporalStatModel:
+    proto = tasks.get_protocol(protocol)
+    k_in = sum(len(track_columns(t, protocol)) for t in inputs)
+    stats_dim = k_in * (len(config["stats"]) + len(config["quantiles"]))
+    return TemporalStatModel(
+        x_dim, stats_dim, n_expr=proto.n_expr if "expr" in task_list else 0,
+        n_au=proto.n_au if "au" in task_list else 0, va="va" in task_list, hidden=config["hidden"],
+        dropout=float(config["dropout"]), variant=config["variant"], seq_dim=k_in, lstm_hidden=config["lstm_hidden"])
+
+
+def predict_temporal(run_dir: str | Path, split: str = "test") -> Path:
+    """Run a fitted temporal model on its source run's ``split`` outputs (e.g. the test set, made with
+    ``abaw evaluate SOURCE --split test``): ``predictions/<split>.parquet`` and ``results/<split>/``."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json")
+    if not config.get("source_dir"):
+        raise AbawError("this temporal run does not record where its source run lies; fit it again",
+                        path=run_dir / "config.json")
+    source = load_run(config["source_dir"])
+    protocol, inputs, task_list = config["protocol"], list(config["inputs"]), list(config["tasks"])
+    if not source.predictions_path(split).is_file():
+        raise AbawError(f"run {source.run_id} has no {split}-split predictions; make them with "
+                        f"`abaw evaluate {source.path} --split {split}`", path=source.predictions_path(split))
+    data = build_split(source, split, config, config["data_root"], protocol, inputs, task_list,
+                       bool(config["use_embedding"]))
+    ckpt = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    data.x = ((data.x - ckpt["feature_mean"].numpy()) / ckpt["feature_std"].numpy()).astype(np.float32)
+    model = _make_model(config, data.x.shape[1], protocol, inputs, task_list)
+    model.load_state_dict(ckpt["model"])
+    outputs = _outputs(model, data, torch.device("cpu"))
+    cols = {col: outputs[t][:, j] for t in task_list for j, col in enumerate(track_columns(t, protocol))}
+    write_predictions(run_dir, split, data.keys, cols)
+    for track, counts in data.n_frames.items():
+        rows = data.keys["name"].isin(list(counts)).to_numpy()
+        if rows.any():
+            write_results(run_dir, split, track, data.keys[rows], outputs[track][rows], counts, protocol)
+    return run_dir / "results" / split
+
+
 def _fit(source: Run, config: dict[str, Any], resolved: dict[str, Any], run_id: str, run_dir: Path,
          data_root: str | Path, protocol: str, inputs: list[str], task_list: list[str], use_embedding: bool) -> Path:
     torch.manual_seed(int(config["seed"]))
@@ -306,14 +354,7 @@ def _fit(source: Run, config: dict[str, Any], resolved: dict[str, Any], run_id: 
     mean, std = train.x.mean(axis=0), train.x.std(axis=0) + 1e-6
     train.x = (train.x - mean) / std
     val.x = (val.x - mean) / std
-    proto = tasks.get_protocol(protocol)
-    k_in = sum(len(track_columns(t, protocol)) for t in inputs)
-    stats_dim = k_in * (len(config["stats"]) + len(config["quantiles"]))
-    model = TemporalStatModel(
-        train.x.shape[1], stats_dim, n_expr=proto.n_expr if "expr" in task_list else 0,
-        n_au=proto.n_au if "au" in task_list else 0, va="va" in task_list, hidden=config["hidden"],
-        dropout=float(config["dropout"]), variant=config["variant"], seq_dim=k_in,
-        lstm_hidden=config["lstm_hidden"]).to(device)
+    model = _make_model(config, train.x.shape[1], protocol, inputs, task_list).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=float(config["lr"]), weight_decay=float(config["weight_decay"]))
 
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ from abaw.video.tracking import (
 log = logging.getLogger(__name__)
 
 STREAMS: tuple[str, ...] = ("face", "body", "context", "audio")
-#: Faces and persons are detected on every 5th frame and interpolated between (abaw.video.keyframes): on the real
+#: Faces are detected on every 5th frame and interpolated between (abaw.video.keyframes): on the real
 #: clips of ../shared/assets/media that finds a face in exactly the same frames as detecting all of them, with
 #: landmarks 1.2 % of the eye distance away on average, for a fifth of the detector's time.
 DETECT_EVERY = 5

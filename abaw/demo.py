@@ -468,13 +468,15 @@ def _submission_source(entries: list[registry.Entry], track: str, default_protoc
                        ) -> tuple[registry.Entry, Path, str] | None:
     """What to submit for ``track``: the best-scoring run that has test result files (a challenge takes test
     predictions only), else the best run's validation files."""
-    for split in ("test", "validation"):
-        for entry in entries:
-            folder = _result_folder(Path(entry.run_dir), track, entry.protocol or default_protocol, split)
-            if folder is not None:
-                return entry, folder, split
-            if split == "validation":
-                break  # only the best run's validation files
+    for entry in entries:
+        folder = _result_folder(Path(entry.run_dir), track, entry.protocol or default_protocol, "test")
+        if folder is not None:
+            return entry, folder, "test"
+    if entries:
+        best = entries[0]
+        folder = _result_folder(Path(best.run_dir), track, best.protocol or default_protocol, "validation")
+        if folder is not None:
+            return best, folder, "validation"
     return None
 
 

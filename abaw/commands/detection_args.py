@@ -14,8 +14,8 @@ def add_detection_args(p: argparse.ArgumentParser, person_help: str) -> None:
     p.add_argument("--person", choices=PERSON_BACKENDS, default="yolo-fastest",
                    help=f"{person_help} (default: yolo-fastest)")
     p.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="K",
-                   help=f"detect faces and persons on every K-th frame and interpolate between; where faces come or "
-                   f"go, every frame is detected (default: {DETECT_EVERY}; 1 detects every frame)")
+                   help=f"detect faces on every K-th frame and interpolate between; where faces come or go, every "
+                   f"frame is detected (default: {DETECT_EVERY}; 1 detects every frame). Persons: about once a second")
 
 
 def detect_every(args: argparse.Namespace) -> int:

@@ -75,13 +75,6 @@ def read_image(path: Path, spec: dict[str, Any]) -> np.ndarray:
     img = cv2.imread(str(path), flag)
     if img is None:
         raise AbawError("cannot read image", path=path)
-    return normalise_image(img, spec)
-
-
-def normalise_image(img: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-    """A BGR (or grey) uint8 image as the model's normalised ``(C, H, W)`` float32 input (an :func:`image_spec`)."""
-    if spec["channels"] == 1 and img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     h, w = spec["size"]
     if img.shape[:2] != (h, w):
         img = resize(img, w, h)

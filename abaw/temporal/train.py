@@ -152,10 +152,11 @@ def build_split(source: Run, split: str, config: dict[str, Any], data_root: str 
         seq, lengths = seq[carry], lengths[carry]
     from abaw.data.affwild2 import AffWild2
 
+    ds = AffWild2(data_root, protocol=protocol) if split == "test" else None
     targets, n_frames = {}, {}
     for track in task_list:
-        if split == "test":  # no labels: only the frame count of each listed name, for its result file
-            if AffWild2(data_root, protocol=protocol).has_test_set(track):
+        if ds is not None:  # the test set has no labels: only each listed name's frame count, for its result file
+            if ds.has_test_set(track):
                 n_frames[track] = split_frame_counts(data_root, split, track, protocol)
             continue
         labels = load_labels(data_root, split, track, protocol)

@@ -1,14 +1,14 @@
 """Face detection on every k-th frame, with the frames between filled in.
 
 Per-frame detection is the slowest step of the video pipeline on a CPU (YuNet at 640 px: about 110 frames/s here,
-against 1,700 for decoding). Faces move little in a few frames, so the detector runs on key frames only and the
+against 2,800 for decoding). Faces move little in a few frames, so the detector runs on key frames only and the
 boxes and landmarks of the frames between are interpolated linearly between the two key frames around them. That
 is only done when both key frames see the same faces (one-to-one match by IoU or centre distance): where a face
 appears, disappears or jumps between two key frames, every frame between them is detected, so where a face is
 found stays exact at the boundaries.
 
-No library does this for our detections (OpenCV's trackers follow a box, not five landmarks, and cost about as much
-as YuNet): it is a few lines of bookkeeping around the detector.
+Written here because no library does it for our detections (OpenCV's trackers follow one box, not five landmarks):
+it is a few lines of bookkeeping around the detector.
 """
 
 from __future__ import annotations

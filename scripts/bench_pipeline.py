@@ -159,7 +159,7 @@ def frame_inputs(path: Path, enc: Encoders, detect: Callable, person_detector: A
             if detected and (body_spec or context_spec) and frame.index - last_person >= PERSON_EVERY:
                 persons, last_person = person_detector.detect(frame.image), frame.index
             jobs.append((frame, faces, persons))
-        yield from pool.map(make, jobs)
+        yield from list(pool.map(make, jobs))  # the whole chunk before the CNN: the two must not share the cores
 
 
 def stage_rates(path: Path, args: argparse.Namespace) -> dict[str, Any]:

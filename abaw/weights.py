@@ -86,7 +86,7 @@ REGISTRY: dict[str, WeightFile] = {
             "fer2013_mini_XCEPTION.102-0.66.hdf5",
             "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
             "MIT",
-            "Keras mini-Xception FER2013 expression classifier (64x64 grey), read with h5py by abaw.fer",
+            "Keras mini-Xception FER2013 expression classifier (64x64 grey), read with h5py by abaw.models.fer",
         ),
         WeightFile(
             "mobilenet_v2_imagenet",

@@ -2,7 +2,7 @@
 """Time of ensembling N runs of M frames, for growing N and M: the cost should be linear in N x M.
 
 Builds an annotations-only VA data root of M frames (in videos of ``--video-frames``) and N run folders of noisy
-predictions in a temporary folder, then times ``abaw.ensemble.ensemble_runs(..., method="mean")`` end to end
+predictions in a temporary folder, then times ``abaw.posthoc.ensemble.ensemble_runs(..., method="mean")`` end to end
 (reading, strict frame alignment, fusion, scoring, result files) and, separately, the alignment and fusion alone.
 Prints one row per (N, M), the time per N x M cell, and a least-squares fit t = a + b * M + c * N * M with its
 R^2 (work done once per frame, such as scoring and result files, grows with M alone).
@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from abaw import tasks
-from abaw.ensemble import ensemble_runs, fuse_mean
 from abaw.fileio import write_json
-from abaw.runio import load_run, stack_runs
+from abaw.posthoc.ensemble import ensemble_runs, fuse_mean
+from abaw.runs.outputs import load_run, stack_runs
 
 
 def make_root(root: Path, n_frames: int, video_frames: int, rng: np.random.Generator) -> list[tuple[str, int]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from abaw import leaderboard, registry
+from abaw.runs import database, leaderboard
 from abaw.tasks import TRACKS
 
 
@@ -59,7 +59,7 @@ def main() -> None:
         db = root / "bench.sqlite"
         dirs = make_runs(root / "runs", args.runs)
         t0 = time.perf_counter()
-        registry.record_runs(dirs, db)
+        database.record_runs(dirs, db)
         t_record = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -31,17 +31,17 @@ import cv2
 import numpy as np
 import torch
 
-from abaw.align import align_face
-from abaw.audio import audio_features, frame_windows
-from abaw.data.streams import image_spec
-from abaw.prepare import DETECT_EVERY, PERSON_EVERY
-from abaw.train.checkpoint import build_model
+from abaw.data.stream_inputs import image_spec
+from abaw.train.checkpoint import model_from_config
 from abaw.train.config import resolve
+from abaw.video.align import align_face
+from abaw.video.audio import audio_features, frame_windows
 from abaw.video.decode import iter_frames, prefetch, probe, read_frames
 from abaw.video.faces import YuNetDetector, per_thread
 from abaw.video.inputs import body_input, context_input
 from abaw.video.keyframes import detect_every
 from abaw.video.persons import create_person_detector
+from abaw.video.prepare import DETECT_EVERY, PERSON_EVERY
 from abaw.video.tracking import derived_person_box, person_for_face
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ class Encoders:
 
     def __init__(self, config: Path, streams: list[str], bf16: bool, batch_size: int) -> None:
         cfg = resolve(config, check_root=False)
-        model = build_model(cfg).eval()
+        model = model_from_config(cfg).eval()
         self.spec = model.input_spec()
         self.streams = [s for s in streams if s in model.stream_encoders()]
         self.encoders = {s: model.stream_encoders()[s] for s in self.streams}

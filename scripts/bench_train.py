@@ -50,8 +50,8 @@ def measure(args: argparse.Namespace) -> dict:
         setup_seconds = time.perf_counter() - t0
         extract_fps = None
         if args.mode == "cached":  # one-off cost of the cache: the first stream's CNN over one video's frames
-            from abaw.data.streams import StreamLoader
-            from abaw.extract import encode_video
+            from abaw.data.stream_inputs import StreamLoader
+            from abaw.train.extract import encode_video
 
             stream = next(s for s in cfg["data"]["streams"] if s != "landmarks")
             video = trainer.train_videos[0]

@@ -1,4 +1,4 @@
-"""abaw.audio: PyAV decode + resample, log-mel, one window per video frame; no audio track -> zeros, valid=False."""
+"""abaw.video.audio: PyAV decode + resample, log-mel, one window per frame; no audio track -> zeros, valid=False."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from abaw import audio
 from abaw.errors import AbawError
+from abaw.video import audio
 
 
 def write_av(path: Path, seconds: float, fps: int = 10, tone_hz: float | None = 1000.0, rate: int = 44100) -> Path:

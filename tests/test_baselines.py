@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from test_reader import NAMES, VIDEOS, make_root
 
-from abaw import baselines, tasks
+from abaw import tasks
 from abaw.data.affwild2 import AffWild2, dataset_fingerprint, valid_mask
 from abaw.errors import AbawError
+from abaw.posthoc import baselines
 from abaw.results import score_result_folder, validate_submission
 
 
@@ -97,6 +98,6 @@ def test_baselines_on_the_synthetic_set(tiny_root: Path, tmp_path: Path, monkeyp
     scores = baselines.summary(run_dirs)
     assert scores["va"]["score"] == 0.0
     assert 0.0 <= scores["expr"]["score"] < 1.0 and 0.0 <= scores["au"]["score"] < 1.0
-    from abaw import registry
+    from abaw.runs import database
 
-    assert registry.count_runs(tmp_path / "runs.sqlite") == 3
+    assert database.count_runs(tmp_path / "runs.sqlite") == 3

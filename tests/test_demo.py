@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from abaw import demo as demo_mod
-from abaw import registry
+from abaw.apps import demo as demo_mod
 from abaw.cli import main
 from abaw.errors import AbawError
 from abaw.results import validate_submission
+from abaw.runs import database
 
 #: The test's stand-in for --quick: the conftest's tiny synthetic size and one epoch of everything.
 TINY = demo_mod.DemoSize(videos=6, frames=48, epochs=1, temporal_epochs=1, pretrain_images=200, pretrain_epochs=1)
@@ -61,7 +61,7 @@ def test_demo_end_to_end_resume_and_determinism(tmp_path: Path, monkeypatch: pyt
     # leaderboard rows per track, in the database and the HTML page
     db = out / "abaw.sqlite"
     for track in ("va", "expr", "au"):
-        assert registry.query_entries(db, track=track)
+        assert database.query_entries(db, track=track)
     page = (out / "leaderboard.html").read_text()
     for track in ("va", "expr", "au"):
         assert f'id="board-{track}-abaw2021-validation-' in page
@@ -92,7 +92,7 @@ def test_demo_end_to_end_resume_and_determinism(tmp_path: Path, monkeypatch: pyt
         m.setattr(demo_mod.leaderboard, "write_html", killed)
         assert main(argv) == 130  # interrupted inside the leaderboard stage
     assert not (out / "stages" / "leaderboard.json").exists()
-    assert registry.check_integrity(db) == "ok"
+    assert database.check_integrity(db) == "ok"
 
     report = demo_mod.run_demo(out, quick=True, seed=0, submissions=subs, console=Console(quiet=True))
     states = _states(report)
@@ -103,7 +103,7 @@ def test_demo_end_to_end_resume_and_determinism(tmp_path: Path, monkeypatch: pyt
         assert states[name[:-5]] == "done before"
         assert (out / "stages" / name).stat().st_mtime_ns == markers[name]
     assert not list(subs.glob(".*.partial"))  # the re-run submissions stage replaced the half-copied folder
-    assert registry.check_integrity(db) == "ok"
+    assert database.check_integrity(db) == "ok"
     assert _numbers(db) == numbers
 
     # same seed -> same numbers: re-run the scoring stages from scratch and compare

@@ -137,7 +137,7 @@ def _private_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_simplex_grid_sums_to_one() -> None:
-    from abaw.ensemble import simplex_grid
+    from abaw.posthoc.ensemble import simplex_grid
 
     grid = simplex_grid(3)
     assert grid.shape == (66, 3)  # step 1/10: C(12, 2) points (step 1/20 would give 231 > 100)
@@ -149,8 +149,8 @@ def test_simplex_grid_sums_to_one() -> None:
 
 @pytest.mark.parametrize("track", tasks.TRACKS)
 def test_mean_ensemble_writes_a_run(world: dict, tmp_path: Path, track: str) -> None:
-    from abaw.ensemble import ensemble_runs
-    from abaw.runio import labels_for_rows, load_labels, read_predictions, score, track_columns
+    from abaw.posthoc.ensemble import ensemble_runs
+    from abaw.runs.outputs import labels_for_rows, load_labels, read_predictions, score, track_columns
 
     report = ensemble_runs(world["runs"], track, "mean", out_dir=tmp_path / "out")
     run_dir = report.run_dir
@@ -178,7 +178,7 @@ def test_mean_ensemble_writes_a_run(world: dict, tmp_path: Path, track: str) -> 
 @pytest.mark.parametrize(("track", "method"), [("va", "weighted"), ("expr", "weighted"), ("au", "stack"),
                                                ("va", "stack"), ("expr", "stack")])
 def test_tuned_methods_report_held_out_scores(world: dict, tmp_path: Path, track: str, method: str) -> None:
-    from abaw.ensemble import ensemble_runs
+    from abaw.posthoc.ensemble import ensemble_runs
 
     report = ensemble_runs(world["runs"], track, method, out_dir=tmp_path / "out", n_splits=3)
     details = json.loads((report.run_dir / "scores.json").read_text())["ensemble"]
@@ -196,7 +196,7 @@ def test_tuned_methods_report_held_out_scores(world: dict, tmp_path: Path, track
 
 
 def test_smoothing_and_thresholds_in_an_ensemble(world: dict, tmp_path: Path) -> None:
-    from abaw.ensemble import ensemble_runs
+    from abaw.posthoc.ensemble import ensemble_runs
 
     report = ensemble_runs(world["runs"], "au", "mean", smooth=True, tune_au_thresholds=True,
                            out_dir=tmp_path / "out", n_splits=3)
@@ -213,7 +213,7 @@ def test_smoothing_and_thresholds_in_an_ensemble(world: dict, tmp_path: Path) ->
 
 
 def test_missing_video_is_a_clear_error(world: dict, tmp_path: Path) -> None:
-    from abaw.ensemble import ensemble_runs
+    from abaw.posthoc.ensemble import ensemble_runs
 
     short = make_run(tmp_path / "runs", "short", world["labels"], world["root"], 0.2, seed=7, drop=("v1",))
     with pytest.raises(AbawError, match=r"video v1 is in run m0 but missing in run short"):
@@ -225,7 +225,7 @@ def test_missing_video_is_a_clear_error(world: dict, tmp_path: Path) -> None:
 
 
 def test_videos_a_track_does_not_annotate_are_left_out(world: dict, tmp_path: Path) -> None:
-    from abaw.ensemble import ensemble_runs
+    from abaw.posthoc.ensemble import ensemble_runs
 
     root = tmp_path / "data"
     shutil.copytree(world["root"], root)
@@ -241,8 +241,8 @@ def test_videos_a_track_does_not_annotate_are_left_out(world: dict, tmp_path: Pa
 
 def test_tiny_synthetic_set_end_to_end(tiny_root_ro: Path, tmp_path: Path) -> None:
     """Noisy runs of the tiny synthetic set's labels: temporal model (both variants), then every fusion."""
-    from abaw.ensemble import ensemble_runs
-    from abaw.runio import video_groups
+    from abaw.posthoc.ensemble import ensemble_runs
+    from abaw.runs.outputs import video_groups
     from abaw.temporal.train import fit_temporal, load_config, predict_temporal
 
     labels = labels_of_root(tiny_root_ro)
@@ -285,7 +285,7 @@ def test_bad_inputs_are_one_line_errors(world: dict, tmp_path: Path, capsys: pyt
 
 
 def test_grouped_folds_keep_videos_whole() -> None:
-    from abaw.runio import grouped_folds, video_groups
+    from abaw.runs.outputs import grouped_folds, video_groups
 
     names = np.repeat(["a", "b_left", "b_right", "c", "d"], 7)
     groups = video_groups(names)
@@ -316,10 +316,10 @@ def test_cli_prints_members_beside_fusion(world: dict, tmp_path: Path, capsys: p
 def test_a_recorded_fusion_applies_to_new_videos(world: dict, tmp_path: Path) -> None:
     """apply_ensemble on a split the fusion was not tuned on (here train; test in the demo) uses the weights,
     smoothing and thresholds recorded on validation, and writes predictions and valid result files."""
-    from abaw.ensemble import apply_ensemble, ensemble_runs, fuse_weighted
+    from abaw.posthoc.ensemble import apply_ensemble, ensemble_runs, fuse_weighted
+    from abaw.posthoc.smoothing import smooth_by_video
     from abaw.results import validate_submission
-    from abaw.runio import load_run, stack_runs, track_columns
-    from abaw.smoothing import smooth_by_video
+    from abaw.runs.outputs import load_run, stack_runs, track_columns
 
     runs = [load_run(r) for r in world["runs"]]
     for track, method in (("va", "mean"), ("expr", "weighted"), ("au", "mean")):

@@ -23,9 +23,9 @@ def _cfg(root: Path, streams: list[str], **over) -> dict:
 
 def test_extract_writes_resumable_float16_files(prepared_root: Path, capsys: pytest.CaptureFixture) -> None:
     from abaw.cli import main
-    from abaw.data.streams import StreamLoader, feature_path
-    from abaw.extract import all_videos, extractor_names
-    from abaw.train.checkpoint import build_model
+    from abaw.data.stream_inputs import StreamLoader, feature_path
+    from abaw.train.checkpoint import model_from_config
+    from abaw.train.extract import all_videos, extractor_names
 
     streams = ["face", "body", "context", "audio"]
     cfg = _cfg(prepared_root, streams)
@@ -34,7 +34,7 @@ def test_extract_writes_resumable_float16_files(prepared_root: Path, capsys: pyt
     assert main(["extract", "--data-root", str(prepared_root), "-c", str(cfg_path), "--batch-size", "16"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert set(summary) == set(streams)
-    model = build_model(cfg)
+    model = model_from_config(cfg)
     names = extractor_names(cfg, model)
     videos = all_videos(prepared_root, "abaw2021")
     for stream in streams:

@@ -1,4 +1,4 @@
-"""abaw.fer: the mini-Xception port reproduces the Keras model, checked against an independent numpy/scipy
+"""abaw.models.fer: the mini-Xception port reproduces the Keras model, checked against an independent numpy/scipy
 computation read straight from the .hdf5, and its FER2013 class order is mapped explicitly onto ours."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 import torch
 from scipy.signal import correlate2d
 
-from abaw import fer, tasks
+from abaw import tasks
+from abaw.models import fer
 
 H5 = "fer2013_mini_XCEPTION.102-0.66.hdf5"
 

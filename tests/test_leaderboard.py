@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from abaw import leaderboard, registry
 from abaw.cli import main
-from abaw.reference_scores import REFERENCE_SCORES, reference_scores
+from abaw.runs import database, leaderboard
+from abaw.runs.reference_scores import REFERENCE_SCORES, reference_scores
 
 
 def make_run(root: Path, run_id: str, scores: dict[str, float], fingerprint: str = "fp-synth-a", kind: str = "train",
@@ -39,8 +39,8 @@ def db(tmp_path: Path) -> Path:
         ("tie1", {"va": 0.30}, "fp-synth-a"), ("tie2", {"va": 0.30}, "fp-synth-a"),
         ("other-data", {"va": 0.99}, "fp-other-b"),
     ]:
-        registry.record_run(make_run(runs, run_id, scores, fingerprint), path)
-    registry.record_run(make_run(runs, "base", {"va": 0.0, "expr": 0.1, "au": 0.2}, kind="baseline"), path)
+        database.record_run(make_run(runs, run_id, scores, fingerprint), path)
+    database.record_run(make_run(runs, "base", {"va": 0.0, "expr": 0.1, "au": 0.2}, kind="baseline"), path)
     return path
 
 
@@ -64,8 +64,8 @@ def test_multitask_run_is_ranked_on_every_track(db: Path) -> None:
 
 def test_protocols_are_not_ranked_together(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
-    registry.record_run(make_run(tmp_path, "p21", {"expr": 0.5}), path)
-    registry.record_run(make_run(tmp_path, "p22", {"expr": 0.3}, protocol="abaw2022"), path)
+    database.record_run(make_run(tmp_path, "p21", {"expr": 0.5}), path)
+    database.record_run(make_run(tmp_path, "p22", {"expr": 0.3}, protocol="abaw2022"), path)
     board = leaderboard.load_leaderboard(path, references=False)
     assert sorted((g.protocol, len(g.entries)) for g in board.groups) == [("abaw2021", 1), ("abaw2022", 1)]
 
@@ -101,7 +101,7 @@ def test_html_escapes_and_links_plots(tmp_path: Path) -> None:
     run = make_run(tmp_path / "runs", "evil<run>", {"va": 0.5}, config=evil)
     (run / "plots").mkdir()
     (run / "plots" / "va curve.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    registry.record_run(run, path)
+    database.record_run(run, path)
     out = tmp_path / "site" / "board.html"
     leaderboard.write_html(leaderboard.load_leaderboard(path), out)
     page = out.read_text()

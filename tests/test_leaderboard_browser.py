@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from abaw import leaderboard, registry
+from abaw.runs import database, leaderboard
 
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -60,8 +60,8 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     specs = [("alpha", {"va": 0.3, "expr": 0.5}, 300), ("beta", {"va": 0.7}, 100), ("gamma", {"va": 0.5}, 200),
              ("delta", {"expr": 0.2, "au": 0.6}, 50)]
     for run_id, scores, n_params in specs:
-        registry.record_run(_run(root / "runs", run_id, scores, "fp-synth", n_params), db)
-    registry.record_run(_run(root / "runs", "elsewhere", {"va": 0.9}, "fp-other", 10), db)
+        database.record_run(_run(root / "runs", run_id, scores, "fp-synth", n_params), db)
+    database.record_run(_run(root / "runs", "elsewhere", {"va": 0.9}, "fp-other", 10), db)
     return leaderboard.write_html(leaderboard.load_leaderboard(db), root / "board.html")
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from abaw.losses import (
+from abaw.train.losses import (
     MultiTaskLoss,
     bce_loss,
     ccc_loss,

@@ -9,18 +9,18 @@ import pytest
 import torch
 
 from abaw.errors import AbawError
-from abaw.losses import MultiTaskLoss
 from abaw.models import (
     create_backbone,
     create_model,
     list_models,
     load_backbone_checkpoint,
-    preset_defaults,
+    model_defaults,
     register_model,
     save_backbone_checkpoint,
 )
 from abaw.models.multistream import MultiStreamModel
 from abaw.tasks import get_protocol
+from abaw.train.losses import MultiTaskLoss
 
 REQUIRED = {
     "affwildnet_vggface_fc2000", "affwildnet_vggface_fc4096", "affwildnet_resnet50_fc", "affwildnet_vggface_gru",
@@ -107,7 +107,7 @@ def test_register_model_rejects_a_second_function_with_the_same_name() -> None:
 def test_model_forward_backward_raw_and_cached(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name, **SMALL)
-    assert model.model_name == name and model.tasks == tuple(preset_defaults(name)["tasks"])
+    assert model.model_name == name and model.tasks == tuple(model_defaults(name)["tasks"])
     inputs, mask = make_inputs(model), padding_mask()
     out = model(inputs, mask)
     check_outputs(model, out)
@@ -167,7 +167,7 @@ def test_seed_layouts() -> None:
     ntua = create_model("ntua_cvsp", **SMALL)
     assert ntua.stream_names == ("face", "body", "context", "audio")
     assert isinstance(ntua.fusion.rnn.rnn, torch.nn.LSTM) and ntua.fusion.rnn.rnn.hidden_size == 512
-    assert preset_defaults("ntua_cvsp")["backbone"] == "tv_resnet50"
+    assert model_defaults("ntua_cvsp")["backbone"] == "tv_resnet50"
     late = create_model("multitask_late_fusion", **SMALL)
     assert late.config.late_fusion == "attention" and set(late.fusion.rnns) == {"face", "body", "context", "audio"}
     assert late.tasks == ("va", "expr", "au")

@@ -17,7 +17,7 @@ from abaw.video.decode import iter_frames
 
 @pytest.fixture(scope="module")
 def fer_predictor(weights_dir: Path):
-    from abaw.predict import FerPredictor
+    from abaw.apps.predict import FerPredictor
 
     return FerPredictor()
 
@@ -62,7 +62,7 @@ def _check_table(table: pd.DataFrame, n_frames: int) -> None:
 
 @pytest.mark.parametrize("video", ["single_face.mp4", "no_face.mp4", "face_noface.mov"])
 def test_predict_writes_one_row_per_frame(video: str, media_dir: Path, fer_predictor, tmp_path: Path) -> None:
-    from abaw.predict import PredictOptions, predict_file
+    from abaw.apps.predict import PredictOptions, predict_file
 
     path = media_dir / video
     written = predict_file(path, tmp_path, PredictOptions(plots=video != "no_face.mp4"), fer_predictor)

@@ -13,7 +13,7 @@ import pytest
 from abaw.cli import main
 from abaw.data.affwild2 import BOX_COLUMNS
 from abaw.errors import AbawError
-from abaw.prepare import PREPARED_DIR, find_videos, marker_path, parse_shard, shard
+from abaw.video.prepare import PREPARED_DIR, find_videos, marker_path, parse_shard, shard
 
 
 def _names(root: Path) -> list[str]:

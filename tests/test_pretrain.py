@@ -11,7 +11,7 @@ from test_affectnet import write_tiny_affectnet
 from abaw.cli import main
 from abaw.errors import AbawError
 from abaw.models.backbones import create_backbone, load_backbone_checkpoint
-from abaw.pretrain import PretrainConfig, pretrain_affectnet
+from abaw.train.pretrain import PretrainConfig, pretrain_affectnet
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from abaw import registry
 from abaw.errors import AbawError
+from abaw.runs import database
 
 
 def make_run(root: Path, run_id: str, scores: dict[str, float], fingerprint: str = "fp-synth-a", kind: str = "train",
@@ -31,87 +31,87 @@ def make_run(root: Path, run_id: str, scores: dict[str, float], fingerprint: str
 def test_record_and_query(tmp_path: Path) -> None:
     db = tmp_path / "runs.sqlite"
     run = make_run(tmp_path / "runs", "r1", {"va": 0.4}, config={"lr": 0.1, "model": {"name": "x"}})
-    assert registry.record_run(run, db) == "r1"
-    (entry,) = registry.query_entries(db)
+    assert database.record_run(run, db) == "r1"
+    (entry,) = database.query_entries(db)
     assert entry.run_id == "r1" and entry.track == "va" and entry.score == pytest.approx(0.4)
     assert entry.components["ccc_valence"] == pytest.approx(0.4) and "score" not in entry.components
     assert entry.config == {"lr": 0.1, "model": {"name": "x"}}
     assert entry.streams == ["face", "audio"] and entry.n_params == 1234 and entry.git_commit == "abc123"
-    assert entry.config_hash == registry.config_hash({"model": {"name": "x"}, "lr": 0.1})  # key order irrelevant
+    assert entry.config_hash == database.config_hash({"model": {"name": "x"}, "lr": 0.1})  # key order irrelevant
     assert Path(entry.run_dir) == run.resolve()
 
 
 def test_upsert_replaces_and_multitask_gives_one_entry_per_track(tmp_path: Path) -> None:
     db = tmp_path / "runs.sqlite"
     run = make_run(tmp_path / "runs", "mt", {"va": 0.3, "expr": 0.5, "au": 0.6}, kind="train")
-    registry.record_run(run, db)
-    assert sorted(e.track for e in registry.query_entries(db)) == ["au", "expr", "va"]
+    database.record_run(run, db)
+    assert sorted(e.track for e in database.query_entries(db)) == ["au", "expr", "va"]
     scores = json.loads((run / "scores.json").read_text())
     scores["tracks"] = {"va": {"score": 0.35}}
     (run / "scores.json").write_text(json.dumps(scores))
-    registry.record_run(run, db)
-    entries = registry.query_entries(db)
+    database.record_run(run, db)
+    entries = database.query_entries(db)
     assert [(e.track, e.score) for e in entries] == [("va", 0.35)]
-    assert registry.count_runs(db) == 1
+    assert database.count_runs(db) == 1
 
 
 def test_filters(tmp_path: Path) -> None:
     db = tmp_path / "runs.sqlite"
-    registry.record_run(make_run(tmp_path / "runs", "a", {"va": 0.1}, fingerprint="aaaa1111"), db)
-    registry.record_run(make_run(tmp_path / "runs", "b", {"va": 0.2, "au": 0.3}, fingerprint="bbbb2222"), db)
-    registry.record_run(make_run(tmp_path / "runs", "c", {"expr": 0.2}, protocol="abaw2022"), db)
-    assert {e.run_id for e in registry.query_entries(db, track="va")} == {"a", "b"}
-    assert {e.run_id for e in registry.query_entries(db, dataset="aaaa")} == {"a"}
-    assert {e.run_id for e in registry.query_entries(db, dataset="/data/bbbb2222")} == {"b"}
-    assert {e.run_id for e in registry.query_entries(db, protocol="abaw2022")} == {"c"}
-    assert registry.query_entries(db, dataset="a%") == []  # LIKE wildcards are taken literally
+    database.record_run(make_run(tmp_path / "runs", "a", {"va": 0.1}, fingerprint="aaaa1111"), db)
+    database.record_run(make_run(tmp_path / "runs", "b", {"va": 0.2, "au": 0.3}, fingerprint="bbbb2222"), db)
+    database.record_run(make_run(tmp_path / "runs", "c", {"expr": 0.2}, protocol="abaw2022"), db)
+    assert {e.run_id for e in database.query_entries(db, track="va")} == {"a", "b"}
+    assert {e.run_id for e in database.query_entries(db, dataset="aaaa")} == {"a"}
+    assert {e.run_id for e in database.query_entries(db, dataset="/data/bbbb2222")} == {"b"}
+    assert {e.run_id for e in database.query_entries(db, protocol="abaw2022")} == {"c"}
+    assert database.query_entries(db, dataset="a%") == []  # LIKE wildcards are taken literally
 
 
 def test_nan_score_and_missing_scores(tmp_path: Path) -> None:
     db = tmp_path / "runs.sqlite"
     run = make_run(tmp_path / "runs", "n", {"va": 0.0})
     (run / "scores.json").write_text('{"split": "validation", "tracks": {"va": {"score": NaN}}}')
-    registry.record_run(run, db)
-    assert registry.query_entries(db)[0].score is None
+    database.record_run(run, db)
+    assert database.query_entries(db)[0].score is None
     (run / "scores.json").unlink()
-    registry.record_run(run, db)  # a run without scores is recorded, but has no entry to rank
-    assert registry.query_entries(db) == [] and registry.count_runs(db) == 1
+    database.record_run(run, db)  # a run without scores is recorded, but has no entry to rank
+    assert database.query_entries(db) == [] and database.count_runs(db) == 1
 
 
 def test_bad_run_folders(tmp_path: Path) -> None:
     db = tmp_path / "runs.sqlite"
     with pytest.raises(AbawError, match="not a run folder"):
-        registry.record_run(tmp_path / "missing", db)
+        database.record_run(tmp_path / "missing", db)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(AbawError, match="run.json: missing"):
-        registry.record_run(empty, db)
+        database.record_run(empty, db)
     (empty / "run.json").write_text("{broken")
     with pytest.raises(AbawError, match="not valid JSON"):
-        registry.record_run(empty, db)
+        database.record_run(empty, db)
     with pytest.raises(AbawError, match="no runs database"):
-        registry.query_entries(tmp_path / "nowhere.sqlite")
+        database.query_entries(tmp_path / "nowhere.sqlite")
     (empty / "run.json").write_text('{"run_id": "x", "n_params": "many"}')
     with pytest.raises(AbawError, match="n_params must be an integer"):
-        registry.record_run(empty, db)
+        database.record_run(empty, db)
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not a database" * 100)
     with pytest.raises(AbawError, match="garbage.sqlite"):
-        registry.record_run(make_run(tmp_path / "runs", "g", {"va": 0.1}), garbage)
+        database.record_run(make_run(tmp_path / "runs", "g", {"va": 0.1}), garbage)
 
 
 def test_default_path_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ABAW_DB", str(tmp_path / "env.sqlite"))
-    registry.record_run(make_run(tmp_path / "runs", "e", {"au": 0.5}))
+    database.record_run(make_run(tmp_path / "runs", "e", {"au": 0.5}))
     assert (tmp_path / "env.sqlite").is_file()
-    assert registry.query_entries()[0].run_id == "e"
+    assert database.query_entries()[0].run_id == "e"
 
 
 def _writer(args: tuple[str, str, int, int]) -> int:
     runs_root, db, worker, n = args
     for i in range(n):
-        registry.record_run(Path(runs_root) / f"w{worker}-{i}", db)
-        registry.record_run(Path(runs_root) / f"shared-{i % 3}", db)  # the same runs from every worker: upserts
+        database.record_run(Path(runs_root) / f"w{worker}-{i}", db)
+        database.record_run(Path(runs_root) / f"shared-{i % 3}", db)  # the same runs from every worker: upserts
     return n
 
 
@@ -127,9 +127,9 @@ def test_concurrent_writers(tmp_path: Path) -> None:
     with mp.get_context("spawn").Pool(workers) as pool:
         done = pool.map(_writer, [(str(runs_root), str(db), w, per_worker) for w in range(workers)])
     assert sum(done) == workers * per_worker
-    assert registry.count_runs(db) == workers * per_worker + 3
-    assert len(registry.query_entries(db, track="va")) == workers * per_worker
-    assert len(registry.query_entries(db, track="au")) == 3
-    assert registry.check_integrity(db) == "ok"
+    assert database.count_runs(db) == workers * per_worker + 3
+    assert len(database.query_entries(db, track="va")) == workers * per_worker
+    assert len(database.query_entries(db, track="au")) == 3
+    assert database.check_integrity(db) == "ok"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

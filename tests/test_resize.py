@@ -1,4 +1,4 @@
-"""abaw.resize: halving then area averaging gives OpenCV's INTER_AREA picture, faster."""
+"""abaw.video.resize: halving then area averaging gives OpenCV's INTER_AREA picture, faster."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from abaw.resize import resize
+from abaw.video.resize import resize
 
 
 def natural(h: int, w: int, channels: int = 3) -> np.ndarray:

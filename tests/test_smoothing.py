@@ -8,8 +8,8 @@ from scipy import ndimage
 from sklearn.metrics import f1_score
 
 from abaw import tasks
-from abaw.smoothing import smooth, smooth_by_video, tune_smoothing
-from abaw.thresholds import f1_per_threshold, tune_thresholds, tune_thresholds_cv
+from abaw.posthoc.smoothing import smooth, smooth_by_video, tune_smoothing
+from abaw.posthoc.thresholds import f1_per_threshold, tune_thresholds, tune_thresholds_cv
 
 
 def _naive_window(x: np.ndarray, window: int, reduce) -> np.ndarray:

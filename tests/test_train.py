@@ -120,7 +120,7 @@ def test_same_seed_same_numbers_and_padding_is_masked(tiny_root_ro: Path, tmp_pa
 def test_padding_mask_reaches_the_loss(tiny_root_ro: Path) -> None:
     from abaw.data.affwild2 import AffWild2
     from abaw.data.sequences import SequenceDataset, load_videos
-    from abaw.data.streams import StreamLoader
+    from abaw.data.stream_inputs import StreamLoader
     from abaw.train.loop import compute_loss, make_loss
 
     cfg = tiny_cfg(tiny_root_ro, **{"data.duration": 40})
@@ -167,7 +167,7 @@ def test_pretrained_affectnet_loads_the_face_backbone(tiny_root_ro: Path, tmp_pa
 
     from abaw.commands.train import add_train_arguments, resolve_from_args
     from abaw.models.backbones import create_backbone, save_backbone_checkpoint
-    from abaw.train.checkpoint import build_model
+    from abaw.train.checkpoint import model_from_config
 
     torch.manual_seed(123)
     backbone = create_backbone("tiny_cnn")
@@ -179,6 +179,6 @@ def test_pretrained_affectnet_loads_the_face_backbone(tiny_root_ro: Path, tmp_pa
     args = p.parse_args(["-c", str(cfg_path), "--data-root", str(tiny_root_ro), "--pretrained_affectnet", str(ckpt)])
     cfg = resolve_from_args(args)
     assert cfg["model"]["kwargs"]["pretrained_face"] == str(ckpt.resolve())
-    face = build_model(cfg).stream_encoders()["face"]
+    face = model_from_config(cfg).stream_encoders()["face"]
     for key, value in backbone.state_dict().items():
         assert torch.equal(face.state_dict()[key], value), key

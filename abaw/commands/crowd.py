@@ -208,7 +208,7 @@ def run_train_crowd(args: argparse.Namespace) -> int:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from abaw.pretrain import PretrainConfig, pretrain_affectnet
+    from abaw.train.pretrain import PretrainConfig, pretrain_affectnet
 
     cfg = PretrainConfig(data=args.data, backbone=args.backbone, tasks=tuple(args.tasks.split("+")), out=args.out,
                          target=args.classes, pretrained=args.pretrained, epochs=args.epochs,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from abaw.demo import run_demo
+from abaw.apps.demo import run_demo
 from abaw.errors import AbawError
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from abaw.prepare import DETECT_EVERY
 from abaw.video.faces import DETECTORS
 from abaw.video.persons import PERSON_BACKENDS
+from abaw.video.prepare import DETECT_EVERY
 
 
 def add_detection_args(p: argparse.ArgumentParser, person_help: str) -> None:

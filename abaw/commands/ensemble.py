@@ -9,7 +9,7 @@ from abaw import tasks
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from abaw.ensemble import METHODS
+    from abaw.posthoc.ensemble import METHODS
 
     p = subparsers.add_parser(
         "ensemble", help="fuse two or more runs of a track (mean, tuned weights, stacking), optionally smoothed",
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from abaw.ensemble import ensemble_runs
+    from abaw.posthoc.ensemble import ensemble_runs
 
     report = ensemble_runs(args.runs, args.track, args.method, smooth=args.smooth,
                            tune_au_thresholds=args.thresholds, data_root=args.data_root, out_dir=args.out,

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         if kind == "temporal":
             from abaw.temporal.train import predict_temporal as apply
         else:
-            from abaw.ensemble import apply_ensemble as apply
+            from abaw.posthoc.ensemble import apply_ensemble as apply
         folder = apply(args.run_dir, "test")
         print(f"{args.run_dir}: test result files in {folder}")
         return 0

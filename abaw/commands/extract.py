@@ -13,9 +13,9 @@ from abaw.errors import AbawError
 
 def run(args: argparse.Namespace) -> int:
     from abaw.commands.train import find_config
-    from abaw.extract import ENCODED_STREAMS, extract_features
-    from abaw.train.checkpoint import build_model
+    from abaw.train.checkpoint import model_from_config
     from abaw.train.config import parse_override, resolve
+    from abaw.train.extract import ENCODED_STREAMS, extract_features
 
     if not args.config and not args.model:
         raise AbawError("give --config CFG or --model NAME")
@@ -28,10 +28,10 @@ def run(args: argparse.Namespace) -> int:
         key, value = parse_override(text)
         overrides[key] = value
     cfg = resolve(find_config(args.config) if args.config else None, overrides)
-    model = build_model(cfg)
+    model = model_from_config(cfg)
     if args.model and not args.streams and not args.config:
         cfg["data"]["streams"] = [s for s in model.stream_encoders() if s in ENCODED_STREAMS]
-        model = build_model(cfg)
+        model = model_from_config(cfg)
     summary = extract_features(cfg, model, streams=args.streams, batch_size=args.batch_size, bf16=args.bf16,
                                force=args.force)
     print(json.dumps(summary, indent=2))

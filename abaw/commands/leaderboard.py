@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from abaw import leaderboard, registry
 from abaw.errors import AbawError
+from abaw.runs import database, leaderboard
 from abaw.tasks import PROTOCOLS, check_track
 
 
@@ -27,13 +27,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"show the best N runs per table in the terminal (default {leaderboard.TERMINAL_TOP}; "
                         "0 shows all; the JSON and HTML always hold all)")
     p.add_argument("--no-reference", action="store_true", help="leave out the published reference rows")
-    p.add_argument("--db", metavar="PATH", help=f"runs database (default: ${registry.DB_ENV} or {registry.DEFAULT_DB})")
+    p.add_argument("--db", metavar="PATH", help=f"runs database (default: ${database.DB_ENV} or {database.DEFAULT_DB})")
     p.set_defaults(func=run)
 
     r = subparsers.add_parser("record", help="record finished run folders in the runs database",
                               description="Read RUN_DIR/run.json, config.json and scores.json and upsert the run.")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    r.add_argument("--db", metavar="PATH", help=f"runs database (default: ${registry.DB_ENV} or {registry.DEFAULT_DB})")
+    r.add_argument("--db", metavar="PATH", help=f"runs database (default: ${database.DB_ENV} or {database.DEFAULT_DB})")
     r.set_defaults(func=run_record)
 
 
@@ -62,6 +62,6 @@ def run(args: argparse.Namespace) -> int:
 
 def run_record(args: argparse.Namespace) -> int:
     for run_dir in args.run_dirs:
-        run_id = registry.record_run(run_dir, args.db)
+        run_id = database.record_run(run_dir, args.db)
         print(f"recorded {run_id}")
     return 0

@@ -24,8 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from abaw.apps.predict import PredictOptions, load_predictor, output_names, predict_file
     from abaw.errors import AbawError
-    from abaw.predict import PredictOptions, load_predictor, output_names, predict_file
 
     paths = [Path(p) for p in args.inputs]
     for path in paths:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from abaw.commands.detection_args import add_detection_args, detect_every
-from abaw.prepare import STREAMS, PrepareOptions, VideoResult, parse_shard, prepare_all, resolve_inputs, shard
+from abaw.video.prepare import STREAMS, PrepareOptions, VideoResult, parse_shard, prepare_all, resolve_inputs, shard
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

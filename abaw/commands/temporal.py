@@ -38,7 +38,7 @@ def _overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from abaw.runio import read_json
+    from abaw.runs.outputs import read_json
     from abaw.temporal.train import fit_temporal, load_config
 
     config = load_config(args.config, _overrides(args.set))

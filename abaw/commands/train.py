@@ -125,8 +125,8 @@ def resolve_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from abaw.runs.folder import read_json
     from abaw.train.loop import train
-    from abaw.train.runs import read_json
 
     if args.resume:
         run_dir = train(resume=args.resume, max_steps=args.max_steps, data_root=args.data_root, out=args.out)

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from abaw.errors import AbawError
-from abaw.resize import resize
+from abaw.video.resize import resize
 from abaw.tasks import AFFECTNET_CLASSES, AFFECTNETC25_CLASSES, EXPR_CLASSES_7, EXPR_CLASSES_8, class_mapping
 
 COLUMNS: tuple[str, ...] = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from abaw.models.multistream import MultiStreamModel, build_model
+from abaw.models.multistream import MultiStreamModel, multistream_model
 from abaw.models.registry import register_model
 
 #: Shared by all AffWildNet presets: 96x96 face in [-1, 1], VA track, dropout 0.5.
@@ -20,7 +20,7 @@ _BASE: dict[str, Any] = dict(streams=("face",), tasks=("va",), image_size=96, no
 _VGGFACE = dict(_BASE, backbone="vggface")
 _RESNET50 = dict(_BASE, backbone="tv_resnet50")
 
-PRESETS: dict[str, dict[str, Any]] = {
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "affwildnet_vggface_fc2000": dict(_VGGFACE, fc=(4096, 2000), num_layers=0),
     "affwildnet_vggface_fc4096": dict(_VGGFACE, fc=(4096, 4096), num_layers=0),
     "affwildnet_resnet50_fc": dict(_RESNET50, fc=(1500, 256), num_layers=0),
@@ -32,41 +32,45 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _model(name: str, kwargs: dict[str, Any]) -> MultiStreamModel:
+    return multistream_model(name, MODEL_DEFAULTS[name], kwargs)
+
+
 @register_model
 def affwildnet_vggface_fc2000(**kwargs: Any) -> MultiStreamModel:
-    return build_model("affwildnet_vggface_fc2000", PRESETS["affwildnet_vggface_fc2000"], kwargs)
+    return _model("affwildnet_vggface_fc2000", kwargs)
 
 
 @register_model
 def affwildnet_vggface_fc4096(**kwargs: Any) -> MultiStreamModel:
-    return build_model("affwildnet_vggface_fc4096", PRESETS["affwildnet_vggface_fc4096"], kwargs)
+    return _model("affwildnet_vggface_fc4096", kwargs)
 
 
 @register_model
 def affwildnet_resnet50_fc(**kwargs: Any) -> MultiStreamModel:
-    return build_model("affwildnet_resnet50_fc", PRESETS["affwildnet_resnet50_fc"], kwargs)
+    return _model("affwildnet_resnet50_fc", kwargs)
 
 
 @register_model
 def affwildnet_vggface_gru(**kwargs: Any) -> MultiStreamModel:
-    return build_model("affwildnet_vggface_gru", PRESETS["affwildnet_vggface_gru"], kwargs)
+    return _model("affwildnet_vggface_gru", kwargs)
 
 
 @register_model
 def affwildnet_resnet50_gru(**kwargs: Any) -> MultiStreamModel:
-    return build_model("affwildnet_resnet50_gru", PRESETS["affwildnet_resnet50_gru"], kwargs)
+    return _model("affwildnet_resnet50_gru", kwargs)
 
 
 @register_model
 def affwildnet_vggface_gru_landmarks(**kwargs: Any) -> MultiStreamModel:
-    return build_model("affwildnet_vggface_gru_landmarks", PRESETS["affwildnet_vggface_gru_landmarks"], kwargs)
+    return _model("affwildnet_vggface_gru_landmarks", kwargs)
 
 
 @register_model
 def affwildnet_resnet50_gru_landmarks(**kwargs: Any) -> MultiStreamModel:
-    return build_model("affwildnet_resnet50_gru_landmarks", PRESETS["affwildnet_resnet50_gru_landmarks"], kwargs)
+    return _model("affwildnet_resnet50_gru_landmarks", kwargs)
 
 
 @register_model
 def affwildnet_resnet50_gru_nofc(**kwargs: Any) -> MultiStreamModel:
-    return build_model("affwildnet_resnet50_gru_nofc", PRESETS["affwildnet_resnet50_gru_nofc"], kwargs)
+    return _model("affwildnet_resnet50_gru_nofc", kwargs)

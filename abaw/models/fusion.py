@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from abaw.models.streams import SequenceRNN
+from abaw.models.encoders import SequenceRNN
 
 LATE_MODES: tuple[str, ...] = ("concat", "gated", "attention")
 

@@ -18,9 +18,9 @@ from torch import nn
 
 from abaw.errors import AbawError
 from abaw.models.backbones import NORMALIZATIONS, create_backbone, load_backbone_checkpoint, parse_pretrained
+from abaw.models.encoders import AudioEncoder, SequenceRNN, Stream
 from abaw.models.fusion import LATE_MODES, EarlyFusion, LateFusion
 from abaw.models.heads import TaskHeads
-from abaw.models.streams import AudioEncoder, SequenceRNN, Stream
 from abaw.tasks import TRACKS, check_track, get_protocol
 
 IMAGE_STREAMS: tuple[str, ...] = ("face", "body", "context")
@@ -283,9 +283,9 @@ def _batch_shape(inputs: dict[str, torch.Tensor], streams: tuple[str, ...]) -> t
     raise AbawError(f"the model needs input {streams[0]!r} or {streams[0] + '_feat'!r}; got {', '.join(inputs)}")
 
 
-def build_model(name: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> MultiStreamModel:
+def multistream_model(name: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> MultiStreamModel:
     """What every registered entry point calls: resolve the preset with the overrides, build the model."""
     return MultiStreamModel(resolve_config(name, defaults, overrides), name=name)
 
 
-__all__ = ["ModelConfig", "MultiStreamModel", "SequenceRNN", "build_model", "resolve_config", "STREAMS"]
+__all__ = ["ModelConfig", "MultiStreamModel", "SequenceRNN", "multistream_model", "resolve_config", "STREAMS"]

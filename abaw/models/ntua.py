@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from abaw.models.multistream import MultiStreamModel, build_model
+from abaw.models.multistream import MultiStreamModel, multistream_model
 from abaw.models.registry import register_model
 
-PRESETS: dict[str, dict[str, Any]] = {
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "ntua_cvsp": dict(streams=("face", "body", "context", "audio"), tasks=("va",), backbone="tv_resnet50",
                       image_size=112, body_size=112, context_size=112, fusion="early", cell_type="lstm",
                       hidden_size=512, num_layers=1, bidirectional=False, audio_window_seconds=10.0),
 }
 
 
+def _model(name: str, kwargs: dict[str, Any]) -> MultiStreamModel:
+    return multistream_model(name, MODEL_DEFAULTS[name], kwargs)
+
+
 @register_model
 def ntua_cvsp(**kwargs: Any) -> MultiStreamModel:
-    return build_model("ntua_cvsp", PRESETS["ntua_cvsp"], kwargs)
+    return _model("ntua_cvsp", kwargs)

@@ -28,14 +28,14 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def _load_presets() -> None:
+def _register_builtin_models() -> None:
     # Importing the package registers every built-in entry point (the preset modules import this one).
     import abaw.models  # noqa: F401
 
 
 def list_models(filter: str | Iterable[str] = "", exclude_filters: str | Iterable[str] = ()) -> list[str]:
     """Sorted names of the registered models, optionally filtered by shell-style wildcards (as ``timm``)."""
-    _load_presets()
+    _register_builtin_models()
     names = sorted(_ENTRYPOINTS)
     includes = [filter] if isinstance(filter, str) else list(filter)
     includes = [f for f in includes if f]
@@ -46,13 +46,13 @@ def list_models(filter: str | Iterable[str] = "", exclude_filters: str | Iterabl
 
 
 def is_model(name: str) -> bool:
-    _load_presets()
+    _register_builtin_models()
     return name in _ENTRYPOINTS
 
 
 def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     """The entry point of ``name``; an unknown name is a one-line AbawError suggesting the closest one."""
-    _load_presets()
+    _register_builtin_models()
     if name not in _ENTRYPOINTS:
         close = difflib.get_close_matches(str(name), list(_ENTRYPOINTS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(sorted(_ENTRYPOINTS))}"

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 
 from abaw import tasks
-from abaw.align import align_face
 from abaw.synth import audio as audio_mod
 from abaw.synth.face import Identity, Pose, draw_face, random_identity
 from abaw.synth.latent import CH, AffectTrack, low_pass, simulate_person
@@ -27,6 +26,7 @@ from abaw.synth.scene import (
     simulate_motion,
 )
 from abaw.synth.writer import BOX_COLUMNS, VideoWriter, boxes_table, write_boxes, write_image
+from abaw.video.align import align_face
 
 #: A face counts as visible (crop written, labels valid) under these limits.
 MAX_YAW = np.radians(50)

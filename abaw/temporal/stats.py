@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from abaw.runio import video_slices
+from abaw.runs.outputs import video_slices
 
 STATS: tuple[str, ...] = ("max", "min", "mean", "std")
 BLOCKS: tuple[int, ...] = (4, 8, 16, 32)

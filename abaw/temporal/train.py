@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from abaw import tasks
 from abaw.errors import AbawError
 from abaw.fileio import append_jsonl, atomic_path, write_json
-from abaw.runio import (
+from abaw.runs.outputs import (
     Run,
     config_hash,
     finish_run,

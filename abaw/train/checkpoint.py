@@ -59,7 +59,7 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def build_model(cfg: dict[str, Any], for_checkpoint: bool = False) -> nn.Module:
+def model_from_config(cfg: dict[str, Any], for_checkpoint: bool = False) -> nn.Module:
     """Create the model of a resolved config (seeded, so a randomly initialised CNN is the same every time).
 
     ``for_checkpoint``: the weights will come from a checkpoint, so no pretrained file is read (a trained run then
@@ -88,7 +88,7 @@ def build_model(cfg: dict[str, Any], for_checkpoint: bool = False) -> nn.Module:
 
 def load_model(run_dir: str | Path, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:
     """The trained model of a run folder (``best`` or ``last`` checkpoint) in eval mode, and its resolved config."""
-    from abaw.train.runs import check_run_dir, read_json
+    from abaw.runs.folder import check_run_dir, read_json
 
     run_dir = check_run_dir(run_dir)
     cfg = read_json(run_dir / "config.json")
@@ -96,7 +96,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> tuple[nn.Module, dic
     if not path.is_file() and which == "best":
         path = run_dir / "checkpoints" / "last.pt"
     ckpt = load_checkpoint(path)
-    model = build_model(cfg, for_checkpoint=True)
+    model = model_from_config(cfg, for_checkpoint=True)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

@@ -183,11 +183,11 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
     plots: predictions and result files (``results/test/``), checked like a submission (one line per frame)."""
     from abaw.data.affwild2 import AffWild2
     from abaw.data.sequences import load_videos
+    from abaw.runs.folder import now, record_run, update_run_json
     from abaw.train.checkpoint import load_model
     from abaw.train.config import tracks_of
     from abaw.train.distributed import pick_device
     from abaw.train.loop import make_loader
-    from abaw.train.runs import now, record_run, update_run_json
 
     if split not in ("train", "validation", "test"):
         raise AbawError(f"unknown split {split!r}; choose train, validation or test")
@@ -212,7 +212,7 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
     if not videos:
         raise AbawError(f"no annotated videos in split {split!r} for tasks {', '.join(tasks)}", path=root)
     if cfg["data"]["mode"] == "cached":  # a data root without this run's feature cache yet: extract it first
-        from abaw.extract import extract_features
+        from abaw.train.extract import extract_features
 
         extract_features(cfg, model, batch_size=cfg["data"]["extract_batch_size"], progress=progress)
     loader = make_loader(cfg, model)

@@ -32,14 +32,14 @@ from abaw.data.sequences import (
     quadrant_weights,
     va_quadrants,
 )
-from abaw.data.streams import StreamLoader
+from abaw.data.stream_inputs import StreamLoader
 from abaw.errors import AbawError
 from abaw.fileio import append_jsonl, write_json, write_text
+from abaw.runs.folder import check_run_dir, create_run_dir, git_commit, now, read_json, record_run, update_run_json
 from abaw.train import distributed as dd
-from abaw.train.checkpoint import build_model, load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
+from abaw.train.checkpoint import load_checkpoint, model_from_config, rng_state, save_checkpoint, set_rng_state, unwrap
 from abaw.train.config import config_hash, tracks_of
 from abaw.train.evaluate import predict_videos, score_predictions, to_device, write_outputs
-from abaw.train.runs import check_run_dir, create_run_dir, git_commit, now, read_json, record_run, update_run_json
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def make_loader(cfg: dict[str, Any], model: nn.Module) -> StreamLoader:
     data = cfg["data"]
     extractors = None
     if data["mode"] == "cached":
-        from abaw.extract import extractor_names
+        from abaw.train.extract import extractor_names
 
         extractors = extractor_names(cfg, unwrap(model))
     return StreamLoader(data["root"], data["streams"], model_spec(model), mode=data["mode"], extractors=extractors,
@@ -93,7 +93,7 @@ def make_scheduler(cfg: dict[str, Any], optimizer: torch.optim.Optimizer) -> Any
 
 
 def make_loss(cfg: dict[str, Any]) -> nn.Module:
-    from abaw.losses import MultiTaskLoss
+    from abaw.train.losses import MultiTaskLoss
 
     lc = cfg["loss"]
     return MultiTaskLoss(tuple(tracks_of(cfg)), weights=dict(lc["weights"]), va_loss=lc["va_loss"],
@@ -153,7 +153,7 @@ class Trainer:
             raise AbawError(f"no training videos for tasks {', '.join(self.tasks)}", path=data["root"])
         if not self.val_videos:
             raise AbawError(f"no validation videos for tasks {', '.join(self.tasks)}", path=data["root"])
-        self.model = build_model(cfg).to(self.device)
+        self.model = model_from_config(cfg).to(self.device)
         if data["mode"] == "cached":
             self._prepare_cache()
         self.loader = make_loader(cfg, self.model)
@@ -171,7 +171,7 @@ class Trainer:
 
     def _prepare_cache(self) -> None:
         """Cached mode: the stream CNNs are fixed feature extractors; extract what is missing (rank 0)."""
-        from abaw.extract import extract_features
+        from abaw.train.extract import extract_features
 
         for encoder in unwrap(self.model).stream_encoders().values():
             encoder.requires_grad_(False)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from abaw.errors import AbawError
-from abaw.resize import resize
+from abaw.video.resize import resize
 
 #: Where the 5 landmarks sit inside a Haar face box, as fractions of its width/height, in YuNet's order
 #: (right eye, left eye, nose tip, right mouth corner, left mouth corner; the subject's right is the image's left).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from abaw.resize import resize
+from abaw.video.resize import resize
 
 DEFAULT_SIZE = 112
 

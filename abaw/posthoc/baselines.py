@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from abaw import runio, tasks
+from abaw import tasks
 from abaw.data.affwild2 import AffWild2, VideoEntry, dataset_fingerprint, valid_mask
 from abaw.errors import AbawError
 from abaw.fileio import write_json
 from abaw.metrics import score_track
 from abaw.results import validate_submission, write_result_folder
+from abaw.runs import outputs as runio
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from abaw.data.sequences import SequenceVideo, load_videos
-from abaw.data.streams import IMAGE_STREAMS, StreamLoader, feature_path
+from abaw.data.stream_inputs import IMAGE_STREAMS, StreamLoader, feature_path
 from abaw.errors import AbawError
 from abaw.fileio import save_npz
 from abaw.tasks import FEATURES_DIR, SPLITS, TRACKS

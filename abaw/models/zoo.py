@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from abaw.models.multistream import MultiStreamModel, build_model
+from abaw.models.multistream import MultiStreamModel, multistream_model
 from abaw.models.registry import register_model
 from abaw.tasks import TRACKS
 
-PRESETS: dict[str, dict[str, Any]] = {
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     # Four streams, an RNN each, attention over the streams per frame, all three heads.
     "multitask_late_fusion": dict(streams=("face", "body", "context", "audio"), tasks=TRACKS, backbone="tv_resnet18",
                                   fc=(256,), audio_fc=(256,), fusion="late", late_fusion="attention", fusion_dim=256,
@@ -23,16 +23,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _model(name: str, kwargs: dict[str, Any]) -> MultiStreamModel:
+    return multistream_model(name, MODEL_DEFAULTS[name], kwargs)
+
+
 @register_model
 def multitask_late_fusion(**kwargs: Any) -> MultiStreamModel:
-    return build_model("multitask_late_fusion", PRESETS["multitask_late_fusion"], kwargs)
+    return _model("multitask_late_fusion", kwargs)
 
 
 @register_model
 def demo_face(**kwargs: Any) -> MultiStreamModel:
-    return build_model("demo_face", PRESETS["demo_face"], kwargs)
+    return _model("demo_face", kwargs)
 
 
 @register_model
 def demo_multistream(**kwargs: Any) -> MultiStreamModel:
-    return build_model("demo_multistream", PRESETS["demo_multistream"], kwargs)
+    return _model("demo_multistream", kwargs)

@@ -78,9 +78,9 @@ def update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
 
 def record_run(run_dir: Path) -> None:
     """Record a finished run in the runs database when the registry module exists; skip silently if not."""
-    if importlib.util.find_spec("abaw.registry") is None:
+    if importlib.util.find_spec("abaw.runs.database") is None:
         return
-    registry = importlib.import_module("abaw.registry")
+    registry = importlib.import_module("abaw.runs.database")
     if not hasattr(registry, "record_run"):
         return
     try:

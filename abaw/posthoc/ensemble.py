@@ -20,7 +20,9 @@ import numpy as np
 from abaw import tasks
 from abaw.errors import AbawError
 from abaw.fileio import write_json
-from abaw.runio import (
+from abaw.posthoc.smoothing import SmoothingResult, smooth_by_video, tune_smoothing
+from abaw.posthoc.thresholds import ThresholdResult, tune_thresholds_cv
+from abaw.runs.outputs import (
     config_hash,
     finish_run,
     grouped_folds,
@@ -37,8 +39,6 @@ from abaw.runio import (
     write_predictions,
     write_results,
 )
-from abaw.smoothing import SmoothingResult, smooth_by_video, tune_smoothing
-from abaw.thresholds import ThresholdResult, tune_thresholds_cv
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import pandas as pd
 from abaw import tasks
 from abaw.errors import AbawError
 from abaw.fileio import atomic_path, write_json
-from abaw.train.runs import git_commit, record_run
+from abaw.runs.folder import git_commit, record_run
 
 KEY_COLUMNS = ("name", "frame")
 

@@ -26,8 +26,8 @@ from abaw import tasks
 from abaw.data.affwild2 import CROPS_DIR, read_boxes, write_table
 from abaw.errors import AbawError
 from abaw.fileio import write_json
-from abaw.prepare import DETECT_EVERY, PrepareOptions, prepare_video, video_name
 from abaw.video.decode import probe
+from abaw.video.prepare import DETECT_EVERY, PrepareOptions, prepare_video, video_name
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class FerPredictor:
     note = NO_MODEL_NOTE
 
     def __init__(self) -> None:
-        from abaw.fer import ExpressionClassifier
+        from abaw.models.fer import ExpressionClassifier
 
         self.classifier = ExpressionClassifier()
         self.protocol = tasks.get_protocol(None)
@@ -95,7 +95,7 @@ class ModelPredictor:
     @torch.inference_mode()
     def predict(self, root: Path, name: str, video: str, n_frames: int, fps: float) -> dict[str, np.ndarray]:
         from abaw.data.sequences import SequenceVideo
-        from abaw.data.streams import StreamLoader
+        from abaw.data.stream_inputs import StreamLoader
 
         data = self.config.get("data", {})
         loader = StreamLoader(root, self.streams, self.spec, mode="end2end", audio_window=data.get("audio_window"),
@@ -210,11 +210,11 @@ def predict_file(path: str | Path, out_dir: str | Path, opts: PredictOptions, pr
         if predictor.note:
             meta["note"] = predictor.note
         if opts.plots:
-            from abaw.plots_predict import plot_predictions
+            from abaw.apps.predict_plots import plot_predictions
 
             written.update(plot_predictions(table, staged, video, predictor.expr_classes, predictor.au_names))
         if opts.annotate:
-            from abaw.plots_predict import annotate_video
+            from abaw.apps.predict_plots import annotate_video
 
             written["video"] = annotate_video(path, table, staged / f"{video}_annotated.mp4", fps)
         final = {kind: out_dir / p.name for kind, p in written.items()}

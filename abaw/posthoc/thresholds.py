@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from abaw.runio import grouped_folds, score, video_groups
+from abaw.runs.outputs import grouped_folds, score, video_groups
 
 #: Default threshold grid.
 GRID: tuple[float, ...] = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))

@@ -1,7 +1,7 @@
 """Ranked leaderboards from the runs database: a rich table per track in the terminal, JSON, and a static HTML page.
 
 Entries are grouped by (track, protocol, split, dataset fingerprint): runs on different data, or scored with a
-different protocol, are never ranked together. Published scores (:mod:`abaw.reference_scores`) are shown in their
+different protocol, are never ranked together. Published scores (:mod:`abaw.runs.reference_scores`) are shown in their
 own tables, marked as reported on the real data.
 """
 
@@ -23,9 +23,9 @@ from urllib.parse import quote
 from rich.console import Console
 from rich.table import Table
 
-from abaw import registry
+from abaw.runs import database
 from abaw.fileio import write_text
-from abaw.reference_scores import ReferenceScore, reference_scores
+from abaw.runs.reference_scores import ReferenceScore, reference_scores
 from abaw.tasks import TRACK_TITLES, TRACKS
 
 #: The components shown as columns, per track (all components are in the details and the JSON).
@@ -43,7 +43,7 @@ MAX_PLOTS = 12
 @dataclass
 class RankedEntry:
     rank: int
-    entry: registry.Entry
+    entry: database.Entry
 
 
 @dataclass
@@ -83,13 +83,13 @@ def _track_order(track: str) -> int:
     return TRACKS.index(track) if track in TRACKS else len(TRACKS)
 
 
-def rank_entries(entries: Iterable[registry.Entry]) -> list[Group]:
+def rank_entries(entries: Iterable[database.Entry]) -> list[Group]:
     """Group entries by (track, protocol, split, dataset) and rank each group by score, best first.
 
     Equal scores share a rank (1, 1, 3); runs without a score come last. Ties are listed by creation time, then id,
     so the order is deterministic.
     """
-    buckets: dict[tuple[str, str | None, str, str], list[registry.Entry]] = {}
+    buckets: dict[tuple[str, str | None, str, str], list[database.Entry]] = {}
     for entry in entries:
         # A run without a fingerprint can only be compared with runs on the very same data root.
         dataset = entry.dataset_fingerprint or f"root:{entry.data_root}"
@@ -114,7 +114,7 @@ def load_leaderboard(db_path: str | Path | None = None, track: str | None = None
                      dataset: str | None = None, split: str | None = "validation",
                      references: bool = True) -> Leaderboard:
     """Read, filter and rank the database; add the published reference rows (filtered by track and protocol)."""
-    entries = registry.query_entries(db_path, track=track, protocol=protocol, dataset=dataset, split=split)
+    entries = database.query_entries(db_path, track=track, protocol=protocol, dataset=dataset, split=split)
     refs = reference_scores(track=track, protocol=protocol) if references else []
     return Leaderboard(rank_entries(entries), refs)
 
@@ -244,7 +244,7 @@ def _plots(run_dir: str, base: Path | None) -> str:
     return f'<div class="plots"><h4>Plots</h4>{items}</div>'
 
 
-def _details(e: registry.Entry, base: Path | None) -> str:
+def _details(e: database.Entry, base: Path | None) -> str:
     facts = [("run folder", e.run_dir), ("created", e.created), ("git commit", e.git_commit),
              ("config hash", e.config_hash), ("data root", e.data_root), ("dataset fingerprint", e.dataset_fingerprint),
              ("tracks", ", ".join(e.tracks)), ("status", e.status)]

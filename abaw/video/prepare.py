@@ -28,11 +28,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from abaw import tasks
-from abaw.align import align_face
 from abaw.data.affwild2 import BOXES_DIR, CROPS_DIR, VIDEOS_DIR, read_boxes, write_table
 from abaw.errors import AbawError
 from abaw.fileio import write_json
 from abaw.tasks import PREPARED_DIR
+from abaw.video.align import align_face
 from abaw.video.decode import IMAGE_EXTENSIONS, iter_frames, prefetch, probe
 from abaw.video.faces import create_detector, landmarks_from_box, per_thread
 from abaw.video.inputs import body_input, context_input
@@ -75,7 +75,7 @@ class PrepareOptions:
     workers: int = 1  # threads detecting faces on key frames
     force: bool = False
     progress: bool | None = None  # None: a bar only on a terminal
-    audio: dict = field(default_factory=dict)  # keyword arguments of abaw.audio.save_audio_features
+    audio: dict = field(default_factory=dict)  # keyword arguments of abaw.video.audio.save_audio_features
 
 
 @dataclass
@@ -317,7 +317,7 @@ def prepare_video(path: str | Path, out_root: str | Path, opts: PrepareOptions, 
             if probe(path).is_image:
                 pass  # a still image has no sound
             else:
-                from abaw.audio import save_audio_features  # torch: loaded only when audio is prepared
+                from abaw.video.audio import save_audio_features  # torch: loaded only when audio is prepared
 
                 save_audio_features(path, tmp / "audio.npz", **opts.audio)
         # Commit: move everything into place, the completion marker last.

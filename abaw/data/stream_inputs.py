@@ -2,7 +2,7 @@
 
 End-to-end mode reads images and audio: ``face`` from ``cropped_aligned/<name>/``, ``body`` and ``context`` from
 ``prepared/<stream>/<name>/``, ``audio`` windows from ``prepared/audio/<video>.npz`` through
-:func:`abaw.audio.frame_windows`, ``landmarks`` from ``boxes/<video>.csv`` normalised to the face box. Cached mode
+:func:`abaw.video.audio.frame_windows`, ``landmarks`` from ``boxes/<video>.csv`` normalised to the face box. Cached mode
 reads ``features/<stream>/<extractor>/<name>.npz``. A frame without input gives zeros and ``<stream>_valid`` False.
 """
 
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from abaw.errors import AbawError
-from abaw.resize import resize
+from abaw.video.resize import resize
 from abaw.tasks import CROP_PATTERN, CROPS_DIR, FEATURES_DIR, PREPARED_DIR
 
 IMAGE_STREAMS: tuple[str, ...] = ("face", "body", "context")
@@ -158,7 +158,7 @@ class StreamLoader:
         return self._cached(("feat:" + stream, name), make)
 
     def _audio(self, video: Any) -> tuple[np.ndarray, np.ndarray]:
-        from abaw.audio import frame_windows  # the audio engineer's module
+        from abaw.video.audio import frame_windows  # the audio engineer's module
 
         path = self.root / PREPARED_DIR / "audio" / f"{video.video}.npz"
 

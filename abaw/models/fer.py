@@ -18,7 +18,7 @@ from torch import nn
 
 from abaw import tasks
 from abaw.errors import AbawError
-from abaw.resize import resize
+from abaw.video.resize import resize
 
 FER2013_CLASSES = tasks.FER2013_CLASSES
 #: FER2013 output index -> index in ``abaw.tasks.EXPR_CLASSES_7`` (every FER2013 class exists in ABAW's 7).

@@ -29,9 +29,9 @@ from typing import Any
 
 from rich.console import Console
 
-from abaw import leaderboard, registry
 from abaw.errors import AbawError
 from abaw.fileio import write_json
+from abaw.runs import database, leaderboard
 from abaw.tasks import DEFAULT_PROTOCOL, TRACKS, get_protocol, split_two_person
 
 #: Summary key of a stage that finished with a part failing: its results are used, and it runs again next time.
@@ -180,12 +180,12 @@ def stage_synth(demo: Demo) -> dict[str, Any]:
 
 
 def stage_baselines(demo: Demo) -> dict[str, Any]:
-    run_baselines = api("abaw.baselines", "run_baselines")
+    run_baselines = api("abaw.posthoc.baselines", "run_baselines")
     demo.need("synth")
     run_dirs = run_baselines(demo.data_root, demo.runs / "baselines", protocol=demo.protocol)
     runs = {track: str(path) for track, path in run_dirs.items()}
     for path in runs.values():
-        registry.record_run(path, demo.db)
+        database.record_run(path, demo.db)
     return {"runs": runs}
 
 
@@ -207,8 +207,8 @@ def stage_pretrain(demo: Demo) -> dict[str, Any]:
     import torch
 
     generate_affectnet = api("abaw.synth", "generate_affectnet")
-    config = api("abaw.pretrain", "PretrainConfig")
-    pretrain_affectnet = api("abaw.pretrain", "pretrain_affectnet")
+    config = api("abaw.train.pretrain", "PretrainConfig")
+    pretrain_affectnet = api("abaw.train.pretrain", "pretrain_affectnet")
     folder = demo.out / "pretrain"
     data, partial = folder / "affectnet", folder / "affectnet.partial"
     wanted = {"images": demo.size.pretrain_images, "seed": demo.seed}
@@ -244,9 +244,9 @@ TEMPORAL_PRESET = "cnu_adl_temporal"
 
 
 def stage_prepare(demo: Demo) -> dict[str, Any]:
-    prepare_all = api("abaw.prepare", "prepare_all")
-    options = api("abaw.prepare", "PrepareOptions")
-    find_videos = api("abaw.prepare", "find_videos")
+    prepare_all = api("abaw.video.prepare", "prepare_all")
+    options = api("abaw.video.prepare", "PrepareOptions")
+    find_videos = api("abaw.video.prepare", "find_videos")
     demo.need("synth")
     # The synthetic set has ground-truth boxes and crops, so no detector runs: prepare writes body/context/audio.
     results = prepare_all(find_videos(demo.data_root), demo.data_root, options(progress=False))
@@ -300,9 +300,9 @@ def _extract(demo: Demo, cfg: dict[str, Any]) -> dict[str, Any]:
     """Cache the features a cached-mode config reads (complete files are skipped, so this is cheap when done)."""
     if cfg["data"]["mode"] != "cached":
         return {}
-    build_model = api("abaw.train.checkpoint", "build_model")
-    extract_features = api("abaw.extract", "extract_features")
-    return extract_features(cfg, build_model(cfg), batch_size=cfg["data"]["extract_batch_size"], progress=False)
+    model_from_config = api("abaw.train.checkpoint", "model_from_config")
+    extract_features = api("abaw.train.extract", "extract_features")
+    return extract_features(cfg, model_from_config(cfg), batch_size=cfg["data"]["extract_batch_size"], progress=False)
 
 
 def stage_extract(demo: Demo) -> dict[str, Any]:
@@ -402,7 +402,7 @@ def _validation_videos(demo: Demo, track: str) -> int:
 
 
 def stage_ensemble(demo: Demo) -> dict[str, Any]:
-    ensemble_runs = api("abaw.ensemble", "ensemble_runs")
+    ensemble_runs = api("abaw.posthoc.ensemble", "ensemble_runs")
     candidates = list(_train_runs(demo).values())
     temporal = demo.done("temporal")
     if temporal:
@@ -425,7 +425,7 @@ def stage_ensemble(demo: Demo) -> dict[str, Any]:
             continue
         runs[track] = str(report.run_dir)
         scores[track] = {"members": report.member_scores, "fused": report.final_score, "smoothed": smooth,
-                         "test": _on_test_set(demo, f"{track.upper()} ensemble", api("abaw.ensemble", "apply_ensemble"),
+                         "test": _on_test_set(demo, f"{track.upper()} ensemble", api("abaw.posthoc.ensemble", "apply_ensemble"),
                                               report.run_dir)}
     if not runs and not failed:
         raise StageSkipped("no track has two scored runs to fuse yet")
@@ -446,11 +446,11 @@ def _all_runs(demo: Demo) -> list[str]:
     return runs
 
 
-def _ranked_runs(demo: Demo) -> dict[str, list[registry.Entry]]:
+def _ranked_runs(demo: Demo) -> dict[str, list[database.Entry]]:
     """The recorded demo runs per track (on the demo's dataset), best validation score first, from the database."""
     mine = {str(Path(p).resolve()) for p in _all_runs(demo)}
-    ranked: dict[str, list[registry.Entry]] = {}
-    for group in leaderboard.rank_entries(registry.query_entries(demo.db)):
+    ranked: dict[str, list[database.Entry]] = {}
+    for group in leaderboard.rank_entries(database.query_entries(demo.db)):
         for item in group.entries:
             entry = item.entry
             if entry.run_dir in mine and entry.score is not None:
@@ -464,8 +464,8 @@ def _result_folder(run_dir: Path, track: str, protocol: str, split: str) -> Path
     return candidate if candidate.is_dir() and any(candidate.glob("*.txt")) else None
 
 
-def _submission_source(entries: list[registry.Entry], track: str, default_protocol: str
-                       ) -> tuple[registry.Entry, Path, str] | None:
+def _submission_source(entries: list[database.Entry], track: str, default_protocol: str
+                       ) -> tuple[database.Entry, Path, str] | None:
     """What to submit for ``track``: the best-scoring run that has test result files (a challenge takes test
     predictions only), else the best run's validation files."""
     for entry in entries:
@@ -520,7 +520,7 @@ def stage_leaderboard(demo: Demo) -> dict[str, Any]:
         raise StageSkipped("no runs yet")
     _prune(demo, runs)
     for path in runs:
-        registry.record_run(path, demo.db)
+        database.record_run(path, demo.db)
     board = leaderboard.load_leaderboard(demo.db)
     leaderboard.write_html(board, demo.html, title="abaw demo leaderboard")
     json_path = demo.out / "leaderboard.json"
@@ -533,11 +533,11 @@ def _prune(demo: Demo, keep: list[str]) -> None:
     """Forget database rows of demo runs that a re-run stage replaced (their folders are gone or superseded)."""
     keep_resolved = {str(Path(p).resolve()) for p in keep}
     runs_root = str(demo.runs.resolve())
-    with registry.connect(demo.db) as conn:
+    with database.connect(demo.db) as conn:
         stale = [run_id for run_id, run_dir in conn.execute("SELECT run_id, run_dir FROM runs")
                  if run_dir.startswith(runs_root) and run_dir not in keep_resolved]
     for run_id in stale:
-        registry.delete_run(run_id, demo.db)
+        database.delete_run(run_id, demo.db)
 
 
 _TRAIN_STAGES = tuple(f"train_{key}" for key in DEMO_PRESETS)

@@ -1,0 +1,1 @@
+"""Applications built on the whole pipeline: the demo and predictions on a user's own videos."""

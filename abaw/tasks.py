@@ -56,6 +56,13 @@ PREPARED_DIR = "prepared"
 FEATURES_DIR = "features"
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi")
+
+#: The input streams. Image streams are CNN inputs cut from the frame; audio is a log-mel window per frame; the
+#: landmarks are points, fed to the model without a CNN. ENCODED_STREAMS are the ones with a per-frame encoder
+#: (what ``abaw extract`` caches).
+IMAGE_STREAMS: tuple[str, ...] = ("face", "body", "context")
+ENCODED_STREAMS: tuple[str, ...] = IMAGE_STREAMS + ("audio",)
+STREAMS: tuple[str, ...] = ENCODED_STREAMS + ("landmarks",)
 CROP_PATTERN = "{:05d}.jpg"  # frame i (1-based) -> cropped_aligned/<name>/00001.jpg
 TWO_PERSON_SUFFIXES: tuple[str, ...] = ("_left", "_right")
 

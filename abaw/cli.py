@@ -8,32 +8,34 @@ and printed as one line; nothing a user does should print a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 
 from abaw import __version__
+from abaw.commands import (
+    crowd,
+    demo,
+    ensemble,
+    evaluate,
+    extract,
+    index,
+    leaderboard,
+    predict,
+    prepare,
+    score,
+    synth,
+    temporal,
+    train,
+    validate_submission,
+    weights,
+)
 from abaw.errors import AbawError
 
-#: Sub-command modules, in the order ``abaw --help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = (
-    "demo",
-    "synth",
-    "index",
-    "score",
-    "validate_submission",
-    "weights",
-    "prepare",
-    "extract",
-    "train",
-    "evaluate",
-    "ensemble",
-    "temporal",
-    "predict",
-    "crowd",
-    "leaderboard",
-)
+#: Sub-command modules, in the order ``abaw --help`` lists them. Each imports its heavy libraries inside ``run``, so
+#: building the parser (and ``abaw --help``) loads no torch, pandas or scipy.
+COMMANDS = (demo, synth, index, score, validate_submission, weights, prepare, extract, train, evaluate, ensemble,
+            temporal, predict, crowd, leaderboard)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,14 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"abaw {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"abaw.commands.{name}")
-        except ModuleNotFoundError as exc:  # a command whose module is not built yet is simply not offered
-            if exc.name == f"abaw.commands.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+    for command in COMMANDS:
+        command.add_parser(sub)
     return parser
 
 

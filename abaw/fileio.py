@@ -9,9 +9,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are written, so that `abaw --help` starts without it
+    import numpy as np
 
 
 @contextlib.contextmanager
@@ -63,6 +64,8 @@ def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
 
 
 def _json_default(obj: Any) -> Any:
+    import numpy as np
+
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):
@@ -76,12 +79,16 @@ def _json_default(obj: Any) -> Any:
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     """Write an uncompressed ``.npz`` atomically (read it back with ``np.load(path, allow_pickle=False)``)."""
+    import numpy as np
+
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_bytes(path, buf.getvalue())
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:
+    import numpy as np
+
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     write_bytes(path, buf.getvalue())

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from abaw import tasks
-from abaw.data.affwild2 import valid_mask
+from abaw.tasks import valid_mask
 
 
 def ccc(x: np.ndarray, y: np.ndarray) -> float:

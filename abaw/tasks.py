@@ -7,6 +7,10 @@ Every other module imports these names; no class list or folder name is written 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TRACKS: tuple[str, ...] = ("va", "expr", "au")
 #: The NTUA-CVSP command line numbers the tracks; we add 3 for AU.
@@ -44,6 +48,8 @@ LAYOUTS: tuple[str, ...] = tuple(ANNOTATION_DIRS)
 #: Multi-task (2022 on) CSV layout: one file per split, ``image`` is ``<video>/00001.jpg``.
 MTL_HEADER_PREFIX: tuple[str, ...] = ("image", "valence", "arousal", "expression")
 MTL_FILES: dict[str, str] = {"train": "training_set_annotations.txt", "validation": "validation_set_annotations.txt"}
+#: The reader's name for that layout (``--layout mtl``); the per-track layouts are LAYOUTS.
+MTL_LAYOUT = "mtl"
 
 #: Folder names of a data root (docs/design.md section 1).
 ANNOTATIONS_DIR = "annotations"
@@ -144,6 +150,17 @@ def header(track: str, protocol: str | Protocol | None = None) -> str:
     if track == "expr":
         return ",".join(proto.expr_classes)
     return ",".join(proto.au_names)
+
+
+def valid_mask(track: str, labels: np.ndarray) -> np.ndarray:
+    """True for frames whose label is valid: no invalid marker (-5 VA, -1 EXPR/AU) in any column, no NaN."""
+    import numpy as np  # here, so that importing the vocabulary stays free of numpy
+
+    track = check_track(track)
+    labels = np.asarray(labels, dtype=np.float64)
+    labels = labels.reshape(len(labels), -1)
+    ok = np.isfinite(labels) & (labels != INVALID[track])
+    return ok.all(axis=1)
 
 
 def expr_column(name: str) -> str:

@@ -1,21 +1,21 @@
-"""Registry of every model file abaw can use: where it comes from, its sha256 and licence, and how to get it.
+"""Catalogue of every model file abaw can use: where it comes from, its sha256 and licence, and how to get it.
 
 ``fetch(name)`` looks in the offline folder (``ABAW_WEIGHTS_DIR``), then the cache (``ABAW_CACHE_DIR`` or
-``~/.cache/abaw/weights``), and otherwise downloads the file once (sha256-verified, written atomically), unless
-offline (``ABAW_OFFLINE=1`` or no network), in which case a one-line :class:`AbawError` says what is missing, where
-it was looked for and how to get it.
+``~/.cache/abaw/weights``), and otherwise downloads the file once with pooch (sha256-verified, streamed into a
+temporary file beside the cache entry and renamed onto it), unless offline (``ABAW_OFFLINE=1`` or no network), in which
+case a one-line :class:`AbawError` names the missing file, where it was looked for and the address to get it from.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-import urllib.error
-import urllib.request
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pooch
 
 from abaw.errors import AbawError
 from abaw.fileio import atomic_path
@@ -46,7 +46,8 @@ class WeightFile:
         return (self.filename, *self.aliases)
 
 
-REGISTRY: dict[str, WeightFile] = {
+#: Every model file, by name (``abaw weights list`` prints it).
+CATALOGUE: dict[str, WeightFile] = {
     w.name: w
     for w in (
         WeightFile(
@@ -109,14 +110,14 @@ REGISTRY: dict[str, WeightFile] = {
 
 
 def names() -> list[str]:
-    return list(REGISTRY)
+    return list(CATALOGUE)
 
 
 def get(name: str) -> WeightFile:
     try:
-        return REGISTRY[name]
+        return CATALOGUE[name]
     except KeyError:
-        raise AbawError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}") from None
+        raise AbawError(f"unknown weights {name!r}; known: {', '.join(CATALOGUE)}") from None
 
 
 def weights_dir() -> Path | None:
@@ -134,11 +135,7 @@ def offline() -> bool:
 
 
 def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return pooch.file_hash(str(path), alg="sha256")
 
 
 def locate(name: str) -> Path | None:
@@ -173,27 +170,37 @@ def fetch(name: str, timeout: float = 60.0) -> Path:
     for url in (entry.url, *entry.mirrors):
         try:
             return _download(entry, url, cache_dir() / entry.filename, timeout)
-        except AbawError:
-            raise
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
+        except OSError as exc:  # requests' errors (pooch downloads with requests) are OSErrors too
+            errors.append(f"{url}: {_why(exc)}")
     raise AbawError(f"weights file not found in {_where()} and the download failed ({'; '.join(errors)}); {how}",
                     path=entry.filename)
 
 
+def _why(exc: OSError) -> str:
+    """A failed download's cause without the connection pool's wrapping (requests -> urllib3 -> the real error)."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return str(reason or exc)
+
+
 def _download(entry: WeightFile, url: str, dest: Path, timeout: float) -> Path:
+    """Download ``url`` to ``dest`` with pooch: into a temporary file beside ``dest``, checked against the entry's
+    sha256, then renamed onto ``dest``; a file with other bytes is deleted, never kept."""
     log.info("downloading %s from %s", entry.filename, url)
-    digest = hashlib.sha256()
-    request = urllib.request.Request(url, headers={"User-Agent": "abaw"})
-    with atomic_path(dest) as tmp:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if entry.sha256 and digest.hexdigest() != entry.sha256:
-            raise AbawError(f"download from {url} has sha256 {digest.hexdigest()}, expected {entry.sha256}; "
-                            "not kept", path=entry.filename)
-    return dest
+    downloader = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), chunk_size=1 << 20, timeout=timeout)
+    known_hash = f"sha256:{entry.sha256}" if entry.sha256 else None
+    pooch_log = pooch.get_logger()  # its advice (e.g. "use this value as pooch.retrieve's known_hash") is not ours
+    level = pooch_log.level
+    pooch_log.setLevel(logging.WARNING)
+    try:
+        path = Path(pooch.retrieve(url, known_hash, fname=dest.name, path=dest.parent, downloader=downloader))
+    except ValueError as exc:  # pooch: other bytes than the published sha256 (already deleted), or a bad address
+        raise AbawError(f"download from {url} not kept: {str(exc).split('. ')[0]}", path=entry.filename) from None
+    finally:
+        pooch_log.setLevel(level)
+    umask = os.umask(0)  # pooch's temporary file is private (0600): give it an ordinary file's permissions
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
+    return path
 
 
 def verify(name: str) -> tuple[bool, str]:
@@ -215,7 +222,7 @@ def install(name: str, source: str | Path) -> Path:
     entry = get(name)
     source = Path(source)
     if entry.sha256 and sha256_of(source) != entry.sha256:
-        raise AbawError(f"sha256 does not match the registry entry {name!r}", path=source)
+        raise AbawError(f"sha256 does not match the catalogue entry {name!r}", path=source)
     dest = cache_dir() / entry.filename
     with atomic_path(dest) as tmp:
         shutil.copyfile(source, tmp)

@@ -28,8 +28,8 @@ def measure(args: argparse.Namespace) -> dict:
 
     from abaw.commands.train import find_config
     from abaw.data.sequences import epoch_batches, epoch_order
+    from abaw.inference import to_device
     from abaw.train.config import resolve
-    from abaw.train.evaluate import to_device
     from abaw.train.loop import Trainer, compute_loss
 
     torch.set_num_threads(args.threads)

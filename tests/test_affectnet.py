@@ -30,9 +30,8 @@ _COLOURS = np.array([[200, 200, 200], [40, 200, 40], [40, 40, 200], [200, 200, 4
 
 def write_tiny_affectnet(root: Path, images: int = 48, size: int = 40, seed: int = 0,
                          extra_codes: bool = False) -> Path:
-    """A tiny AffectNet-format set: each image is a noisy face-sized patch whose colour gives its class.
-
-    Used until/unless ``abaw.synth.generate_affectnet`` is available (tests must not depend on its renderer)."""
+    """A tiny AffectNet-format set: each image is a noisy face-sized patch whose colour gives its class (the reader's
+    tests do not depend on the renderer of ``abaw.synth.affectnet``)."""
     rng = np.random.default_rng(seed)
     for split, fname, n in (("train", "training.csv", images), ("validation", "validation.csv", max(images // 3, 8))):
         rows = []
@@ -160,10 +159,8 @@ def test_train_crowd_bad_spec(tiny_affectnet, tmp_path, capsys):
 
 def test_reads_the_synthetic_affectnet_set(tmp_path):
     """The synthetic AffectNet-format set of the synth generator reads back with the same labels."""
-    try:
-        from abaw.synth import generate_affectnet
-    except ImportError:  # exported from the package once the synth engineer's __init__ lists it
-        from abaw.synth.affectnet import generate_affectnet
+    from abaw.synth.affectnet import generate_affectnet
+
     root = tmp_path / "an"
     generate_affectnet(root, images=20, seed=3, size=64)
     raw = pd.read_csv(root / "training.csv")

@@ -66,6 +66,20 @@ def test_logmel_puts_a_tone_in_the_right_band() -> None:
     assert audio.logmel(np.zeros(0, np.float32)).shape == (64, 0)
 
 
+def test_logmel_uses_the_htk_mel_scale() -> None:
+    """The filterbank is HTK's (torchaudio's default; librosa's default, Slaney's, puts these tones in other bands):
+    a tone peaks in the band whose HTK centre frequency is nearest."""
+    t = np.arange(16000) / 16000
+
+    def mel(hz: np.ndarray | float) -> np.ndarray:
+        return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+    centres = 700.0 * (10 ** (np.linspace(0.0, mel(8000.0), audio.N_MELS + 2)[1:-1] / 2595.0) - 1.0)
+    for hz in (250.0, 1000.0, 3000.0, 6000.0):
+        band = audio.logmel(np.sin(2 * np.pi * hz * t).astype(np.float32)).mean(axis=1).argmax()
+        assert band == np.abs(centres - hz).argmin()
+
+
 def test_frame_windows_are_centred_and_masked() -> None:
     hop = 0.01
     spec = np.tile(np.arange(200, dtype=np.float32), (4, 1))  # column j holds j: its time is j * hop

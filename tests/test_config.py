@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from abaw.cli import main
+from abaw.commands.train import find_config
 from abaw.errors import AbawError
-from abaw.train.config import DEFAULTS, config_hash, parse_override, resolve, validate
+from abaw.runs.info import config_hash
+from abaw.train.config import DEFAULTS, parse_override, resolve, validate
 
 
 def test_defaults_resolve_without_root_check() -> None:
@@ -125,3 +127,85 @@ def test_cli_flags_map_onto_the_config(tmp_path: Path) -> None:
                          str(tmp_path / "nothing.pt")])
     with pytest.raises(AbawError, match="backbone checkpoint not found"):
         resolve_from_args(args)
+
+
+def test_values_out_of_range_name_the_key_and_the_file(tmp_path: Path) -> None:
+    cases = [
+        ("optim", "lr", -1, r"'optim.lr' must be greater than 0, got -1"),
+        ("optim", "lr", 0, r"'optim.lr' must be greater than 0, got 0"),
+        ("loss", "label_smoothing", 1.0, r"'loss.label_smoothing' must be in \[0, 1\), got 1.0"),
+        ("optim", "momentum", -0.1, r"'optim.momentum' must be in \[0, 1\), got -0.1"),
+        ("data", "batch_size", 0, r"'data.batch_size' must be at least 1, got 0"),
+        ("data", "duration", 0, r"'data.duration' must be at least 1, got 0"),
+        ("data", "stride", 0, r"'data.stride' must be at least 1, got 0"),
+        ("train", "epochs", 0, r"'train.epochs' must be at least 1, got 0"),
+        ("sched", "factor", 1, r"'sched.factor' must be in \(0, 1\), got 1"),
+        ("data", "quadrant_targets", [0.5, -1], r"'data.quadrant_targets' must be a list of values at least 0"),
+    ]
+    for group, key, value, message in cases:
+        preset = tmp_path / f"{key}.json"
+        preset.write_text(json.dumps({group: {key: value}}))
+        with pytest.raises(AbawError, match=message) as info:
+            resolve(preset, check_root=False)
+        assert str(info.value).startswith(str(preset)) and len(str(info.value).splitlines()) == 1
+        with pytest.raises(AbawError, match=message):
+            resolve(None, {f"{group}.{key}": value}, check_root=False)
+    with pytest.raises(AbawError, match=r"'data.quadrant_targets' must be a list of numbers, got \['a'\]"):
+        validate({"data": {"quadrant_targets": ["a"]}})
+    with pytest.raises(AbawError, match=r"'data.stride' must be an integer or null, got 'x'"):
+        validate({"data": {"stride": "x"}})
+    with pytest.raises(AbawError, match=r"'loss.weights.va' must be at least 0, got -1"):
+        validate({"loss": {"weights": {"va": -1}}})
+    validate({"optim": {"lr": 1e-9}, "train": {"grad_clip": None, "patience": 0}, "data": {"workers": 0}})
+
+
+def test_related_keys_must_agree(tmp_path: Path) -> None:
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({"data": {"duration": 8, "stride": 16}}))
+    with pytest.raises(AbawError, match=r"'data.stride' \(16\) must not exceed 'data.duration' \(8\)") as info:
+        resolve(preset, check_root=False)
+    assert str(info.value).startswith(str(preset))
+    assert resolve(preset, {"data.stride": 8}, check_root=False)["data"]["stride"] == 8
+    with pytest.raises(AbawError, match=r"'data.stride' \(8\) must not exceed 'data.duration' \(4\)"):
+        resolve(find_config("demo_va"), {"data.duration": 4}, check_root=False)
+    with pytest.raises(AbawError, match=r"'sched.min_lr' \(0.1\) must not exceed 'optim.lr' \(0.01\)"):
+        resolve({"optim": {"lr": 0.01}, "sched": {"min_lr": 0.1}}, check_root=False)
+    resolve({"optim": {"lr": 0.01}, "sched": {"name": "none", "min_lr": 0.1}}, check_root=False)
+
+
+def test_cli_out_of_range_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"model": {"name": "demo_face"}, "optim": {"lr": -1}}))
+    assert main(["train", "-c", str(cfg), "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(cfg) in err and "'optim.lr' must be greater than 0, got -1" in err
+    assert main(["train", "-c", "demo_va", "--data-root", str(tmp_path), "--lr", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'optim.lr' must be greater than 0, got 0.0" in err
+
+
+def test_temporal_config_ranges_and_extends(tmp_path: Path) -> None:
+    from abaw.temporal.config import DEFAULTS as TEMPORAL_DEFAULTS
+    from abaw.temporal.config import load_config
+
+    for key, value, message in [("lr", -1, r"'lr' must be greater than 0, got -1"),
+                                ("dropout", 1, r"'dropout' must be in \[0, 1\), got 1"),
+                                ("block", 0, r"'block' must be at least 1, got 0"),
+                                ("batch_size", 0, r"'batch_size' must be at least 1, got 0"),
+                                ("variant", "gru", r"'variant' must be one of mlp, bilstm, got 'gru'"),
+                                ("use_embedding", "yes", r"'use_embedding' must be one of True, False, auto"),
+                                ("threads", 0, r"'threads' must be at least 1, got 0")]:
+        with pytest.raises(AbawError, match="temporal config key " + message):
+            load_config(None, {key: value})
+        preset = tmp_path / f"{key}.json"
+        preset.write_text(json.dumps({key: value}))
+        with pytest.raises(AbawError, match=message) as info:
+            load_config(preset)
+        assert str(info.value).startswith(str(preset))
+    with pytest.raises(AbawError, match=r"unknown temporal config key 'blok' \(did you mean 'block'\?\)"):
+        load_config(None, {"blok": 8})
+    child = tmp_path / "child.json"
+    child.write_text(json.dumps({"extends": "cnu_adl_temporal_bilstm", "block": 8}))
+    config = load_config(child)
+    assert (config["variant"], config["block"], config["name"]) == ("bilstm", 8, "cnu_adl_temporal_bilstm")
+    assert load_config(None) == TEMPORAL_DEFAULTS

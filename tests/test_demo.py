@@ -134,32 +134,56 @@ def test_stage_dependencies() -> None:
         assert all(names.index(dep) < names.index(stage.name) for dep in stage.after)
 
 
-def test_missing_module_is_skipped_and_settings_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
+def test_a_failed_stage_is_reported_and_retried_and_settings_are_checked(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    broken = [True]
 
     def works(demo: demo_mod.Demo) -> dict:
-        calls.append(demo.seed)
+        calls.append(f"first {demo.seed}")
         return {"ok": True}
 
-    def missing(demo: demo_mod.Demo) -> dict:
-        demo_mod.api("abaw.not_built_yet", "run")
+    def fails_once(demo: demo_mod.Demo) -> dict:
+        calls.append("second")
+        if broken[0]:
+            raise AbawError("the second stage broke", path=demo.out)
+        return {"ok": True}
+
+    def reads_second(demo: demo_mod.Demo) -> dict:
+        calls.append("third")
+        return {"second": demo.need("second")}
+
+    def independent(demo: demo_mod.Demo) -> dict:
+        calls.append("fourth")
         return {}
 
     stages = (demo_mod.Stage("first", "a stage that works", works),
-              demo_mod.Stage("second", "a stage whose module is missing", missing, after=("first",)))
+              demo_mod.Stage("second", "a stage that fails once", fails_once, after=("first",)),
+              demo_mod.Stage("third", "a stage reading the second's outputs", reads_second, after=("second",)),
+              demo_mod.Stage("fourth", "a stage needing neither", independent))
     monkeypatch.setattr(demo_mod, "STAGES", stages)
     quiet = Console(quiet=True)
-    report = demo_mod.run_demo(tmp_path / "out", seed=3, submissions=tmp_path / "subs", console=quiet)
-    assert _states(report) == {"first": "ran", "second": "skipped"}
-    assert "abaw.not_built_yet" in report["second"]["reason"]
-    assert not (tmp_path / "out" / "stages" / "second.json").exists()
-    report = demo_mod.run_demo(tmp_path / "out", seed=3, submissions=tmp_path / "subs", console=quiet)
-    assert _states(report)["first"] == "done before" and calls == [3]
-    (tmp_path / "out" / "stages" / "first.json").write_text("{half")  # a damaged marker: the stage runs again
-    demo_mod.run_demo(tmp_path / "out", seed=3, submissions=tmp_path / "subs", console=quiet)
-    assert calls == [3, 3]
+    out = tmp_path / "out"
+    report = demo_mod.run_demo(out, seed=3, submissions=tmp_path / "subs", console=quiet)
+    # the failure is reported with its message, its reader is skipped, and the stages not needing it still run
+    assert _states(report) == {"first": "ran", "second": "failed", "third": "skipped", "fourth": "ran"}
+    assert "the second stage broke" in report["second"]["reason"]
+    assert "needs stage 'second'" in report["third"]["reason"]
+    assert not (out / "stages" / "second.json").exists() and not (out / "stages" / "third.json").exists()
+    assert calls == ["first 3", "second", "third", "fourth"]
+    # the next start retries the failed stage (and what reads it) and skips the finished ones
+    broken[0] = False
+    calls.clear()
+    report = demo_mod.run_demo(out, seed=3, submissions=tmp_path / "subs", console=quiet)
+    assert _states(report) == {"first": "done before", "second": "ran", "third": "ran", "fourth": "done before"}
+    assert calls == ["second", "third"]
+    assert json.loads((out / "stages" / "third.json").read_text())["summary"]["second"] == {"ok": True}
+    calls.clear()
+    (out / "stages" / "first.json").write_text("{half")  # a damaged marker: the stage runs again, and its readers
+    report = demo_mod.run_demo(out, seed=3, submissions=tmp_path / "subs", console=quiet)
+    assert calls == ["first 3", "second", "third"] and _states(report)["fourth"] == "done before"
     with pytest.raises(AbawError, match="other settings"):
-        demo_mod.run_demo(tmp_path / "out", seed=4, submissions=tmp_path / "subs", console=quiet)
+        demo_mod.run_demo(out, seed=4, submissions=tmp_path / "subs", console=quiet)
 
 
 def test_a_second_demo_on_the_same_folder_is_refused(tmp_path: Path) -> None:

@@ -148,6 +148,37 @@ def test_decode_portrait_and_bad_files(tmp_path: Path) -> None:
         assert "\n" not in str(info.value) and name in str(info.value)
 
 
+def test_one_probe_rule_for_a_missing_frame_count_and_rate(tmp_path: Path) -> None:
+    """decode.probe and the reader's video_info give the same answer; what the container leaves out is filled by
+    one rule: frames counted from the packets, a missing rate read as DEFAULT_FPS."""
+    from types import SimpleNamespace
+
+    import av
+
+    from abaw.data.affwild2 import video_info
+
+    path = tmp_path / "v.mkv"  # Matroska stores no frame count
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=30)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for _ in range(13):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        container.mux(stream.encode())
+    meta = decode.probe(path)
+    assert (meta.n_frames, meta.fps, meta.has_audio, meta.is_image) == (13, 30.0, False, False)
+    assert video_info(path) == (meta.n_frames, meta.fps)
+    no_rate = SimpleNamespace(average_rate=None, guessed_rate=None, base_rate=0)
+    assert decode.frame_rate(no_rate) == decode.DEFAULT_FPS == 25.0
+    assert decode.frame_rate(SimpleNamespace(average_rate=None, guessed_rate=30, base_rate=60)) == 30.0
+    path.write_bytes(b"rewritten: not a video any more")  # the cache sees the new file
+    with pytest.raises(AbawError, match="not a readable video"):
+        decode.probe(path)
+    with pytest.raises(AbawError, match="unreadable video") as info:
+        video_info(path)
+    assert str(info.value).count(str(path)) == 1
+
+
 def test_upright_undoes_the_display_rotation() -> None:
     image = np.zeros((2, 3, 3), dtype=np.uint8)
     image[0, 0] = 255

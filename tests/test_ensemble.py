@@ -149,8 +149,9 @@ def test_simplex_grid_sums_to_one() -> None:
 
 @pytest.mark.parametrize("track", tasks.TRACKS)
 def test_mean_ensemble_writes_a_run(world: dict, tmp_path: Path, track: str) -> None:
+    from abaw.inference import score
     from abaw.posthoc.ensemble import ensemble_runs
-    from abaw.runs.outputs import labels_for_rows, load_labels, read_predictions, score, track_columns
+    from abaw.runs.outputs import labels_for_rows, load_labels, read_predictions, track_columns
 
     report = ensemble_runs(world["runs"], track, "mean", out_dir=tmp_path / "out")
     run_dir = report.run_dir

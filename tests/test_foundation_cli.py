@@ -132,3 +132,16 @@ def test_console_script_runs(root: Path) -> None:
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["tracks"]["va"]["train"]["videos"] == 3
+
+
+def test_every_command_module_is_offered() -> None:
+    """Each module of abaw/commands (but the shared argument helper) registers its sub-commands in ``abaw``."""
+    import abaw.commands
+    from abaw import cli
+
+    modules = {p.stem for p in Path(abaw.commands.__file__).parent.glob("*.py")} - {"__init__", "detection_args"}
+    assert {m.__name__.rsplit(".", 1)[1] for m in cli.COMMANDS} == modules
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    assert {"demo", "synth", "index", "score", "validate-submission", "weights", "prepare", "extract", "train",
+            "evaluate", "ensemble", "temporal", "predict", "crowd", "train-crowd", "pretrain-affectnet",
+            "leaderboard", "record", "synth-affectnet", "synth-check"} <= set(sub.choices)

@@ -49,6 +49,25 @@ def test_ccc_loss_equals_one_minus_reference_ccc(seed: int) -> None:
     assert loss.item() == pytest.approx(1 - np.mean(cccs), abs=1e-6)
 
 
+def test_ccc_loss_is_the_former_temporal_ccc_loss() -> None:
+    """The temporal model's own CCC loss (deleted in favour of ``ccc_loss``), written out: the same numbers up to
+    float32 rounding (variance by another summation order), and the same gradients."""
+    def former(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        pm, tm = pred.mean(0), true.mean(0)
+        pv, tv = pred.var(0, unbiased=False), true.var(0, unbiased=False)
+        cov = ((pred - pm) * (true - tm)).mean(0)
+        return (1 - 2 * cov / (pv + tv + (pm - tm) ** 2 + 1e-8)).mean()
+
+    g = torch.Generator().manual_seed(0)
+    for n in (2, 3, 17, 256):
+        true = torch.rand(n, 2, generator=g) * 2 - 1
+        logits = torch.randn(n, 2, generator=g, requires_grad=True)
+        a, b = former(torch.tanh(logits), true), ccc_loss(torch.tanh(logits), true)
+        assert a.item() == pytest.approx(b.item(), rel=0, abs=3e-7)
+        ga, gb = (torch.autograd.grad(v, logits)[0] for v in (a, b))
+        torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-7)
+
+
 def test_concordance_matches_reference_and_constant_prediction_is_zero() -> None:
     x, y = torch.randn(50, dtype=torch.float64), torch.randn(50, dtype=torch.float64)
     assert concordance(x, y).item() == pytest.approx(reference_ccc(x.numpy(), y.numpy()), abs=1e-6)

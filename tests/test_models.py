@@ -95,6 +95,33 @@ def test_unknown_model_and_option_fail_with_one_line() -> None:
         create_model("demo_face", hidden_size="big")
 
 
+def test_model_options_out_of_range_fail_with_one_line() -> None:
+    from abaw.models.multistream import resolve_config
+
+    for key, value, message in [
+            ("dropout", 1.0, r"'dropout' of 'demo_face' must be in \[0, 1\), got 1.0"),
+            ("head_dropout", -0.5, r"'head_dropout' of 'demo_face' must be in \[0, 1\), got -0.5"),
+            ("hidden_size", 0, r"'hidden_size' of 'demo_face' must be at least 1, got 0"),
+            ("hidden_size", True, r"'hidden_size' of 'demo_face' must be an integer, got True"),
+            ("image_size", -3, r"'image_size' of 'demo_face' must be at least 1, got -3"),
+            ("fc", [128, 0], r"'fc' of 'demo_face' must be a list of values at least 1, got \[128, 0\]"),
+            ("num_layers", -1, r"'num_layers' of 'demo_face' must be at least 0, got -1"),
+            ("audio_window_seconds", 0, r"'audio_window_seconds' of 'demo_face' must be greater than 0, got 0"),
+            ("landmarks", 3, r"'landmarks' of 'demo_face' must be one of 0, 5, 68, got 3"),
+            ("normalization", "zscore", r"'normalization' of 'demo_face' must be one of None, imagenet"),
+            ("freeze_cnn", "maybe", r"'freeze_cnn' of 'demo_face' must be true/false, got 'maybe'")]:
+        with pytest.raises(AbawError, match="model option " + message) as info:
+            create_model("demo_face", **{key: value})
+        assert len(str(info.value).splitlines()) == 1
+    # the conveniences stay: a bare number for a list, "true"/"false", any case, "none", integer numbers
+    cfg = resolve_config("m", {}, {"fc": 64, "freeze_cnn": "True", "cell_type": "LSTM", "pretrained_face": "none",
+                                   "dropout": 0, "tasks": [3, "va"], "streams": "face"})
+    assert (cfg.fc, cfg.freeze_cnn, cfg.cell_type, cfg.pretrained_face) == ((64,), True, "lstm", None)
+    assert isinstance(cfg.dropout, float) and cfg.tasks == ("au", "va") and cfg.streams == ("face",)
+    with pytest.raises(AbawError, match="must name at least one task"):
+        resolve_config("m", {}, {"tasks": []})
+
+
 def test_register_model_rejects_a_second_function_with_the_same_name() -> None:
     def demo_face(**kwargs):  # noqa: ANN202
         return None

@@ -49,6 +49,9 @@ def test_pretrain_resumes_to_the_same_result(affectnet_root, tmp_path):
     assert state["classes"] == ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"]
     stopped = pretrain_affectnet(PretrainConfig(out=tmp_path / "resumed.pt", epochs=2, **kw), stop_after=1)
     assert stopped["stopped_after"] == 1 and (tmp_path / "resumed.pt.state.pt").is_file()
+    saved = torch.load(tmp_path / "resumed.pt.state.pt", weights_only=True)  # abaw.train.fitting.training_state
+    assert saved["format"] == "abaw-pretrain-state" and saved["epoch"] == 1
+    assert {"model", "optimizer", "rng"} <= set(saved)
     assert not (tmp_path / "resumed.pt").exists()
     resumed = pretrain_affectnet(PretrainConfig(out=tmp_path / "resumed.pt", epochs=2, **kw), force=False)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]

@@ -11,6 +11,7 @@ import pytest
 
 from abaw.errors import AbawError
 from abaw.runs import database
+from abaw.runs.info import RUN_KINDS, RunInfo, config_hash, read_json, read_run_info, update_run_info
 
 
 def make_run(root: Path, run_id: str, scores: dict[str, float], fingerprint: str = "fp-synth-a", kind: str = "train",
@@ -37,7 +38,7 @@ def test_record_and_query(tmp_path: Path) -> None:
     assert entry.components["ccc_valence"] == pytest.approx(0.4) and "score" not in entry.components
     assert entry.config == {"lr": 0.1, "model": {"name": "x"}}
     assert entry.streams == ["face", "audio"] and entry.n_params == 1234 and entry.git_commit == "abc123"
-    assert entry.config_hash == database.config_hash({"model": {"name": "x"}, "lr": 0.1})  # key order irrelevant
+    assert entry.config_hash == config_hash({"model": {"name": "x"}, "lr": 0.1})  # key order irrelevant
     assert Path(entry.run_dir) == run.resolve()
 
 
@@ -133,3 +134,56 @@ def test_concurrent_writers(tmp_path: Path) -> None:
     assert database.check_integrity(db) == "ok"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_config_hash_leaves_out_what_does_not_change_results() -> None:
+    train = {"data": {"root": "/a", "workers": 0, "streams": ["face"]}, "train": {"progress": True, "seed": 0}}
+    moved = {"data": {"root": "/b", "workers": 4, "streams": ["face"]}, "train": {"progress": False, "seed": 0}}
+    assert config_hash(train) == config_hash(moved) != config_hash({**train, "train": {"seed": 1}})
+    derived = {"kind": "ensemble", "data_root": "/a", "threads": 1, "members": ["x"]}
+    assert config_hash(derived) == config_hash({**derived, "data_root": "/b", "threads": 2})
+    assert train["data"]["root"] == "/a"  # the config itself is left as it was
+
+
+def test_run_info_reads_writes_and_keeps_unknown_keys(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs", "r", {"va": 0.1})
+    raw = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**raw, "future_key": {"a": 1}}))
+    info = read_run_info(run)
+    assert info.run_id == "r" and info.streams == ["face", "audio"] and info.extra == {"future_key": {"a": 1}}
+    update_run_info(run, evaluated="now", status="finished")
+    again = json.loads((run / "run.json").read_text())
+    # an old run folder reads and writes back: every key kept, the design's keys written even when unknown (null)
+    assert again == {**raw, "config_hash": None, "future_key": {"a": 1}, "evaluated": "now"}
+    assert RunInfo.from_dict(again).to_dict() == again
+    (run / "run.json").write_text("[1, 2]")
+    with pytest.raises(AbawError, match="run.json must hold a JSON object"):
+        read_run_info(run)
+
+
+def test_every_run_kind_records_the_hash_of_its_config(tiny_mtl_run: Path, tiny_root_ro: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """One run of each kind, made by its own code: run.json, config.json and the database agree on the hash."""
+    from test_ensemble import labels_of_root
+    from test_ensemble import make_run as make_source_run
+
+    from abaw.posthoc.baselines import run_baselines
+    from abaw.posthoc.ensemble import ensemble_runs
+    from abaw.temporal.train import fit_temporal, load_config
+
+    db = tmp_path / "abaw.sqlite"
+    monkeypatch.setenv("ABAW_DB", str(db))
+    runs = tmp_path / "runs"
+    labels = labels_of_root(tiny_root_ro)
+    sources = [make_source_run(runs, f"s{i}", labels, tiny_root_ro, 0.3, seed=i, skip=7) for i in range(2)]
+    fit_temporal(sources[0], load_config(None, {"epochs": 1, "hidden": 8, "lstm_hidden": 4}), tiny_root_ro, runs)
+    ensemble_runs(sources, "va", "mean", out_dir=runs)
+    run_baselines(tiny_root_ro, runs, record=True)
+    database.record_run(tiny_mtl_run, db)  # trained by a shared fixture, recorded in the session's database
+    with database.connect(db) as conn:
+        rows = conn.execute("SELECT kind, config_hash, run_dir FROM runs").fetchall()
+    assert sorted({row["kind"] for row in rows}) == sorted(RUN_KINDS)
+    for row in rows:
+        run_dir = Path(row["run_dir"])
+        assert row["config_hash"] == config_hash(read_json(run_dir / "config.json")), row["kind"]
+        assert read_run_info(run_dir).config_hash == row["config_hash"], row["kind"]

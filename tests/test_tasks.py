@@ -69,3 +69,21 @@ def test_class_mapping_leaves_contempt_out() -> None:
     c25 = tasks.class_mapping(tasks.AFFECTNETC25_CLASSES, tasks.EXPR_CLASSES_8)
     assert c25 == {0: 4, 1: 5, 2: 6, 3: 3, 4: 2, 5: 1, 7: 0}
     assert tasks.AFFECTNETC25_VA_LEVELS[0] == -1.0 and tasks.AFFECTNETC25_VA_LEVELS[-1] == 1.0
+
+
+def test_valid_mask_is_task_vocabulary() -> None:
+    import numpy as np
+
+    from abaw.data import affwild2
+
+    assert affwild2.valid_mask is tasks.valid_mask  # the reader re-exports it for its users
+    va = np.array([[0.1, 0.2], [-5.0, 0.3], [np.nan, 0.1]])
+    np.testing.assert_array_equal(tasks.valid_mask("va", va), [True, False, False])
+    np.testing.assert_array_equal(tasks.valid_mask(2, np.array([0, -1, 7])), [True, False, True])
+    np.testing.assert_array_equal(tasks.valid_mask("au", np.array([[0, 1], [1, -1]])), [True, False])
+
+
+def test_streams() -> None:
+    assert tasks.IMAGE_STREAMS == ("face", "body", "context")
+    assert tasks.ENCODED_STREAMS == ("face", "body", "context", "audio")
+    assert tasks.STREAMS == ("face", "body", "context", "audio", "landmarks")

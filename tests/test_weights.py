@@ -1,9 +1,13 @@
-"""abaw.weights: the registry finds the offline files, verifies sha256, downloads atomically, and says clearly what
+"""abaw.weights: the catalogue finds the offline files, verifies sha256, downloads atomically, and says clearly what
 is missing offline."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ OFFLINE_FILES = ("yunet", "yolo_fastest_body_cfg", "yolo_fastest_body_weights", 
                  "mobilenet_v2_imagenet")
 
 
-def test_registry_has_every_model_file_with_source_and_licence() -> None:
+def test_catalogue_has_every_model_file_with_source_and_licence() -> None:
     assert set(OFFLINE_FILES) | {"yolov8n"} <= set(weights.names())
     for name in weights.names():
         entry = weights.get(name)
@@ -67,19 +71,63 @@ def test_wrong_bytes_fail_verification_and_install(tmp_path: Path, monkeypatch: 
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
-def test_download_is_verified_and_atomic(tmp_path: Path) -> None:
-    """The real download code, fed from a file:// address (no network here)."""
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on localhost: (folder, base address)."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_is_verified_and_atomic(tmp_path: Path, served: tuple[Path, str]) -> None:
+    """The real download code (pooch), fed from a local HTTP server (no network here)."""
+    folder, base = served
     payload = b"weights bytes" * 1000
-    source = tmp_path / "served.bin"
-    source.write_bytes(payload)
-    good = weights.WeightFile("demo", "demo.bin", source.as_uri(), hashlib.sha256(payload).hexdigest(), "MIT", "test")
+    (folder / "served.bin").write_bytes(payload)
+    url = f"{base}/served.bin"
+    good = weights.WeightFile("demo", "demo.bin", url, hashlib.sha256(payload).hexdigest(), "MIT", "test")
     dest = tmp_path / "cache" / "demo.bin"
     assert weights._download(good, good.url, dest, timeout=5) == dest
     assert dest.read_bytes() == payload
-    bad = weights.WeightFile("demo", "bad.bin", source.as_uri(), "0" * 64, "MIT", "test")
+    bad = weights.WeightFile("demo", "bad.bin", url, "0" * 64, "MIT", "test")
     with pytest.raises(AbawError, match="sha256"):
         weights._download(bad, bad.url, tmp_path / "cache" / "bad.bin", timeout=5)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["demo.bin"]  # nothing half-written kept
+
+
+def test_fetch_downloads_once_then_says_why_it_failed(tmp_path: Path, served: tuple[Path, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, base = served
+    payload = b"more weights" * 100
+    (folder / "w.bin").write_bytes(payload)
+    entry = weights.WeightFile("demo", "w.bin", f"{base}/missing.bin", hashlib.sha256(payload).hexdigest(), "MIT",
+                               "test", mirrors=(f"{base}/w.bin",))
+    monkeypatch.setitem(weights.CATALOGUE, "demo", entry)
+    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
+    monkeypatch.delenv(weights.OFFLINE_ENV, raising=False)
+    monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    assert weights.fetch("demo") == tmp_path / "cache" / "w.bin"  # the first address fails: the mirror serves it
+    assert weights.verify("demo")[0]
+    (tmp_path / "cache" / "w.bin").unlink()
+    monkeypatch.setitem(weights.CATALOGUE, "demo", weights.WeightFile("demo", "w.bin", f"{base}/missing.bin", None,
+                                                                      "MIT", "test"))
+    with pytest.raises(AbawError) as info:
+        weights.fetch("demo")
+    message = str(info.value)
+    assert "\n" not in message and "download failed" in message and "404" in message
+    assert f"{base}/missing.bin" in message and "w.bin" in message
 
 
 def test_cli_list_and_verify(weights_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

@@ -9,15 +9,15 @@ Every stage writes its completion marker ``OUT/stages/<stage>.json`` last (atomi
 need (e.g. the run folders it made). A stage whose marker exists is skipped, so a demo killed midway and started again
 finishes without redoing finished stages; a stage that runs again first removes its own leftovers, and once it has
 finished, the markers of the stages that read its outputs (their inputs changed, so they run again). A stage whose
-module has not been built, or whose inputs come from a stage that was skipped, is skipped with a message and no
-marker, so it runs once it becomes possible.
+inputs come from a stage that did not finish is skipped with a message and no marker, and a stage that fails is
+reported without a marker; both run again on the next start. The heavy modules (torch, the trainers) are imported
+inside the stages that use them, so a demo whose stages are done starts quickly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
 import json
 import os
 import shutil
@@ -31,15 +31,18 @@ from rich.console import Console
 
 from abaw.errors import AbawError
 from abaw.fileio import write_json
+from abaw.presets import find_preset
 from abaw.runs import database, leaderboard
-from abaw.tasks import DEFAULT_PROTOCOL, TRACKS, get_protocol, split_two_person
+from abaw.runs.info import read_json, read_run_info
+from abaw.tasks import DEFAULT_PROTOCOL, IMAGE_STREAMS, TRACKS, get_protocol, split_two_person
+from abaw.train.config import resolve
 
 #: Summary key of a stage that finished with a part failing: its results are used, and it runs again next time.
 INCOMPLETE = "incomplete"
 
 
 class StageSkipped(Exception):
-    """A stage cannot run yet (a module is missing, or an input stage was skipped); the demo goes on without it."""
+    """A stage cannot run yet (an input stage did not finish); the demo goes on without it."""
 
 
 @dataclass(frozen=True)
@@ -130,17 +133,6 @@ class Stage:
     after: tuple[str, ...] = ()
 
 
-def api(module: str, name: str) -> Any:
-    """Another engineer's function, or :class:`StageSkipped` naming what is missing."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise StageSkipped(f"{module} is not available ({exc})") from exc
-    if not hasattr(mod, name):
-        raise StageSkipped(f"{module}.{name} is not available yet")
-    return getattr(mod, name)
-
-
 @contextlib.contextmanager
 def _env(**values: str) -> Iterator[None]:
     """Set environment variables for the duration of the demo (other modules record runs via ``ABAW_DB``)."""
@@ -166,7 +158,8 @@ def _remove(path: Path) -> None:
 # ---- stages --------------------------------------------------------------------------------------------------------
 
 def stage_synth(demo: Demo) -> dict[str, Any]:
-    generate = api("abaw.synth", "generate")
+    from abaw.synth.dataset import generate
+
     kwargs: dict[str, Any] = {"seed": demo.seed}
     if demo.size.videos is not None:
         kwargs["videos"] = demo.size.videos
@@ -180,7 +173,8 @@ def stage_synth(demo: Demo) -> dict[str, Any]:
 
 
 def stage_baselines(demo: Demo) -> dict[str, Any]:
-    run_baselines = api("abaw.posthoc.baselines", "run_baselines")
+    from abaw.posthoc.baselines import run_baselines
+
     demo.need("synth")
     run_dirs = run_baselines(demo.data_root, demo.runs / "baselines", protocol=demo.protocol)
     runs = {track: str(path) for track, path in run_dirs.items()}
@@ -206,9 +200,9 @@ def stage_pretrain(demo: Demo) -> dict[str, Any]:
     """Generate a synthetic AffectNet-format set and pretrain the face CNN on it (expression + valence/arousal)."""
     import torch
 
-    generate_affectnet = api("abaw.synth", "generate_affectnet")
-    config = api("abaw.train.pretrain", "PretrainConfig")
-    pretrain_affectnet = api("abaw.train.pretrain", "pretrain_affectnet")
+    from abaw.synth.affectnet import generate_affectnet
+    from abaw.train.pretrain import PretrainConfig, pretrain_affectnet
+
     folder = demo.out / "pretrain"
     data, partial = folder / "affectnet", folder / "affectnet.partial"
     wanted = {"images": demo.size.pretrain_images, "seed": demo.seed}
@@ -222,8 +216,8 @@ def stage_pretrain(demo: Demo) -> dict[str, Any]:
         _remove(partial)
         generate_affectnet(partial, **wanted)
         os.replace(partial, data)
-    cfg = config(data=data, backbone=PRETRAIN_BACKBONE, out=folder / f"face_{PRETRAIN_BACKBONE}_affectnet.pt",
-                 tasks=PRETRAIN_TASKS, epochs=demo.size.pretrain_epochs, seed=demo.seed)
+    cfg = PretrainConfig(data=data, backbone=PRETRAIN_BACKBONE, out=folder / f"face_{PRETRAIN_BACKBONE}_affectnet.pt",
+                         tasks=PRETRAIN_TASKS, epochs=demo.size.pretrain_epochs, seed=demo.seed)
     with _torch_threads(1):  # resumes from its per-epoch state file after a kill; a finished checkpoint is kept
         pretrain_affectnet(cfg)
     # The checkpoint itself says which backbone it holds and how it scored (also when it was finished before a kill).
@@ -244,28 +238,18 @@ TEMPORAL_PRESET = "cnu_adl_temporal"
 
 
 def stage_prepare(demo: Demo) -> dict[str, Any]:
-    prepare_all = api("abaw.video.prepare", "prepare_all")
-    options = api("abaw.video.prepare", "PrepareOptions")
-    find_videos = api("abaw.video.prepare", "find_videos")
+    from abaw.video.prepare import PrepareOptions, find_videos, prepare_all
+
     demo.need("synth")
     # The synthetic set has ground-truth boxes and crops, so no detector runs: prepare writes body/context/audio.
-    results = prepare_all(find_videos(demo.data_root), demo.data_root, options(progress=False))
+    results = prepare_all(find_videos(demo.data_root), demo.data_root, PrepareOptions(progress=False))
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise AbawError(f"prepare failed for {len(failed)} video(s); first: {failed[0].reason}", path=demo.data_root)
     return {"videos": len(results), "done": sum(r.status == "done" for r in results)}
 
 
-def _preset_path(name: str) -> Path:
-    find_config = api("abaw.commands.train", "find_config")
-    try:
-        return Path(find_config(name))
-    except AbawError as exc:
-        raise StageSkipped(f"preset configs/{name}.json is not there yet") from exc
-
-
 def _train_config(demo: Demo, preset: str) -> dict[str, Any]:
-    resolve = api("abaw.train.config", "resolve")
     overrides: dict[str, Any] = {"data.root": str(demo.data_root), "train.seed": demo.seed,
                                  "train.progress": False}
     if demo.size.epochs is not None:
@@ -274,14 +258,15 @@ def _train_config(demo: Demo, preset: str) -> dict[str, Any]:
     if pretrained:  # the face stream starts from the CNN pretrained on synthetic AffectNet; other streams unchanged
         overrides["model.kwargs.face_backbone"] = pretrained["backbone"]
         overrides["model.kwargs.pretrained_face"] = pretrained["checkpoint"]
-    cfg = resolve(_preset_path(preset), overrides)
+    cfg = resolve(find_preset(preset), overrides)
     kwargs = cfg["model"]["kwargs"]
-    # The preset's ImageNet CNN still serves the streams without a backbone of their own (all of them without the
-    # pretrain stage; body and context with it).
-    uses_imagenet = any(s in ("body", "context") or (s == "face" and not kwargs.get("pretrained_face"))
+    # The preset's ImageNet CNN still serves the image streams without a backbone of their own (all of them without
+    # the pretrain stage; all but the face with it).
+    uses_imagenet = any(s in IMAGE_STREAMS and (s != "face" or not kwargs.get("pretrained_face"))
                         for s in cfg["data"]["streams"])
     if uses_imagenet and kwargs.get("pretrained") is True and kwargs.get("backbone"):
-        imagenet_weights = api("abaw.models.backbones", "imagenet_weights")
+        from abaw.models.backbones import imagenet_weights
+
         try:  # the demo runs with ABAW_OFFLINE=1: this finds a local copy or fails, never downloads
             imagenet_weights(kwargs["backbone"])
         except AbawError:
@@ -300,22 +285,15 @@ def _extract(demo: Demo, cfg: dict[str, Any]) -> dict[str, Any]:
     """Cache the features a cached-mode config reads (complete files are skipped, so this is cheap when done)."""
     if cfg["data"]["mode"] != "cached":
         return {}
-    model_from_config = api("abaw.train.checkpoint", "model_from_config")
-    extract_features = api("abaw.train.extract", "extract_features")
+    from abaw.train.checkpoint import model_from_config
+    from abaw.train.extract import extract_features
+
     return extract_features(cfg, model_from_config(cfg), batch_size=cfg["data"]["extract_batch_size"], progress=False)
 
 
 def stage_extract(demo: Demo) -> dict[str, Any]:
     demo.need("prepare")
-    done: dict[str, Any] = {}
-    for preset in DEMO_PRESETS.values():
-        try:
-            cfg = _train_config(demo, preset)
-        except StageSkipped:
-            continue
-        done[preset] = _jsonable(_extract(demo, cfg))
-    if not done:
-        raise StageSkipped("no demo preset (configs/demo_*.json) yet")
+    done = {preset: _jsonable(_extract(demo, _train_config(demo, preset))) for preset in DEMO_PRESETS.values()}
     return {"presets": done}
 
 
@@ -323,14 +301,15 @@ def _train_stage(key: str) -> Callable[[Demo], dict[str, Any]]:
     preset = DEMO_PRESETS[key]
 
     def run(demo: Demo) -> dict[str, Any]:
-        train = api("abaw.train.loop", "train")
+        from abaw.train.loop import train
+
         demo.need("prepare")
         cfg = _train_config(demo, preset)  # in cached mode the trainer extracts whatever features are missing
         run_dir = Path(train(cfg, out=demo.runs / "train" / key, progress=False))
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        if info.get("status") != "finished":
-            raise AbawError(f"training of {preset} ended with status {info.get('status')!r}", path=run_dir)
-        return {"runs": {key: str(run_dir)}, "preset": preset, "score": info.get("score")}
+        info = read_run_info(run_dir)
+        if info.status != "finished":
+            raise AbawError(f"training of {preset} ended with status {info.status!r}", path=run_dir)
+        return {"runs": {key: str(run_dir)}, "preset": preset, "score": info.score}
 
     return run
 
@@ -354,7 +333,8 @@ def _temporal_source(demo: Demo) -> str:
 
 
 def stage_evaluate(demo: Demo) -> dict[str, Any]:
-    evaluate_run = api("abaw.train.evaluate", "evaluate_run")
+    from abaw.train.evaluate import evaluate_run
+
     source = _temporal_source(demo)
     # Validation outputs come with training; the temporal model also needs the training split's.
     result = evaluate_run(source, demo.data_root, "train", plots=False)
@@ -366,19 +346,19 @@ def stage_evaluate(demo: Demo) -> dict[str, Any]:
 
 
 def stage_temporal(demo: Demo) -> dict[str, Any]:
-    fit_temporal = api("abaw.temporal.train", "fit_temporal")
-    load_config = api("abaw.temporal.train", "load_config")
+    from abaw.temporal.train import fit_temporal, load_config, predict_temporal
+
     evaluated = demo.need("evaluate")
     overrides: dict[str, Any] = {"seed": demo.seed}
     if demo.size.temporal_epochs is not None:
         overrides["epochs"] = demo.size.temporal_epochs
-    config = load_config(_preset_path(TEMPORAL_PRESET), overrides)
+    config = load_config(find_preset(TEMPORAL_PRESET), overrides)
     run_dir = fit_temporal(evaluated["source"], config, demo.data_root, out_dir=demo.runs / "temporal")
-    test = _on_test_set(demo, "temporal model", api("abaw.temporal.train", "predict_temporal"), run_dir)
+    test = _on_test_set(demo, "temporal model", predict_temporal, run_dir)
     return {"runs": {"temporal": str(run_dir)}, "source": evaluated["source"], "test": test}
 
 
-def _on_test_set(demo: Demo, what: str, predict: Any, run_dir: str | Path) -> bool:
+def _on_test_set(demo: Demo, what: str, predict: Callable[[str | Path, str], Any], run_dir: str | Path) -> bool:
     """Predict the test set with a fitted run; a failure is said and leaves the run without test result files."""
     try:
         predict(run_dir, "test")
@@ -392,17 +372,19 @@ def _scored_tracks(run_dir: str) -> set[str]:
     path = Path(run_dir) / "scores.json"
     if not path.is_file():
         return set()
-    return set(json.loads(path.read_text(encoding="utf-8")).get("tracks") or {})
+    return set(read_json(path).get("tracks") or {})
 
 
 def _validation_videos(demo: Demo, track: str) -> int:
-    reader = api("abaw.data.affwild2", "AffWild2")
-    entries = reader(demo.data_root, protocol=demo.protocol).entries("validation", track)
+    from abaw.data.affwild2 import AffWild2
+
+    entries = AffWild2(demo.data_root, protocol=demo.protocol).entries("validation", track)
     return len({split_two_person(e.name)[0] for e in entries})
 
 
 def stage_ensemble(demo: Demo) -> dict[str, Any]:
-    ensemble_runs = api("abaw.posthoc.ensemble", "ensemble_runs")
+    from abaw.posthoc.ensemble import apply_ensemble, ensemble_runs
+
     candidates = list(_train_runs(demo).values())
     temporal = demo.done("temporal")
     if temporal:
@@ -425,8 +407,7 @@ def stage_ensemble(demo: Demo) -> dict[str, Any]:
             continue
         runs[track] = str(report.run_dir)
         scores[track] = {"members": report.member_scores, "fused": report.final_score, "smoothed": smooth,
-                         "test": _on_test_set(demo, f"{track.upper()} ensemble", api("abaw.posthoc.ensemble", "apply_ensemble"),
-                                              report.run_dir)}
+                         "test": _on_test_set(demo, f"{track.upper()} ensemble", apply_ensemble, report.run_dir)}
     if not runs and not failed:
         raise StageSkipped("no track has two scored runs to fuse yet")
     return {"runs": runs, "scores": scores, "failed": failed, INCOMPLETE: bool(failed)}
@@ -481,8 +462,8 @@ def _submission_source(entries: list[database.Entry], track: str, default_protoc
 
 
 def stage_submissions(demo: Demo) -> dict[str, Any]:
-    validate = api("abaw.results", "validate_submission")
-    zip_submission = api("abaw.results", "zip_submission")
+    from abaw.results import validate_submission, zip_submission
+
     demo.need("synth")
     ranked = _ranked_runs(demo)
     if not ranked:
@@ -499,7 +480,7 @@ def stage_submissions(demo: Demo) -> dict[str, Any]:
         partial = demo.submissions / f".{source.name}.partial"
         _remove(partial)
         shutil.copytree(source, partial)
-        problems = validate(partial, demo.data_root, split, track, protocol)
+        problems = validate_submission(partial, demo.data_root, split, track, protocol)
         if problems:
             raise AbawError(f"the {track.upper()} result files of run {entry.run_id} do not validate: "
                             + "; ".join(problems[:3]), path=source)

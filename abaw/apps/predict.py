@@ -20,12 +20,11 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 from abaw import tasks
 from abaw.data.affwild2 import CROPS_DIR, read_boxes, write_table
-from abaw.errors import AbawError
 from abaw.fileio import write_json
+from abaw.inference import decide
 from abaw.video.decode import probe
 from abaw.video.prepare import DETECT_EVERY, PrepareOptions, prepare_video, video_name
 
@@ -33,8 +32,6 @@ log = logging.getLogger(__name__)
 
 WORK_DIR = "work"
 NO_MODEL_NOTE = "no model given (--checkpoint): valence, arousal and AUs not predicted; expressions from FER2013"
-#: Frames per forward pass of a sequence model (long videos are cut into windows of this many frames).
-WINDOW = 64
 
 
 @dataclass
@@ -75,54 +72,35 @@ class FerPredictor:
 
 
 class ModelPredictor:
-    """A trained run (docs/design.md section 5) loaded with ``abaw.train.checkpoint.load_model``."""
+    """A trained run (docs/design.md section 5), run over a name's frames as ``abaw evaluate`` runs it
+    (:mod:`abaw.inference`: the same windows, activation and decisions)."""
 
     note = ""
 
     def __init__(self, run_dir: str | Path) -> None:
-        try:
-            from abaw.train.checkpoint import load_model
-        except ImportError as exc:  # pragma: no cover - the training module is part of the package
-            raise AbawError(f"cannot load trained models: {exc}") from None
-        self.model, self.config = load_model(run_dir)
+        from abaw.inference import load_run_model
+        from abaw.train.config import tracks_of
+
+        self.model, self.config, self.device = load_run_model(run_dir)
         self.protocol = tasks.get_protocol(self.config.get("protocol"))
         self.expr_classes = self.protocol.expr_classes
         self.au_names = self.protocol.au_names
-        self.streams = tuple(self.config.get("data", {}).get("streams", ("face",)))
-        self.spec = self.model.input_spec() if hasattr(self.model, "input_spec") else {}
-        self.device = next(self.model.parameters()).device
+        self.streams = tuple(self.config["data"]["streams"])
+        self.tracks = tracks_of(self.config)
 
-    @torch.inference_mode()
     def predict(self, root: Path, name: str, video: str, n_frames: int, fps: float) -> dict[str, np.ndarray]:
+        """Per-frame outputs of ``name`` read end to end from ``root``; NaN on frames without any stream's input."""
         from abaw.data.sequences import SequenceVideo
-        from abaw.data.stream_inputs import StreamLoader
+        from abaw.inference import HAS_INPUT, batch_size, make_loader, predict_videos, window_length
 
-        data = self.config.get("data", {})
-        loader = StreamLoader(root, self.streams, self.spec, mode="end2end", audio_window=data.get("audio_window"),
-                              image_size=data.get("image_size"))
+        loader = make_loader(self.config, self.model, root=root, mode="end2end")
         entry = SequenceVideo(name=name, video=video, n_frames=n_frames, fps=fps, video_frames=n_frames)
-        parts: dict[str, list[np.ndarray]] = {}
-        seen: list[np.ndarray] = []
-        for start in range(0, n_frames, WINDOW):
-            idx = np.arange(start, min(n_frames, start + WINDOW))
-            arrays = loader.load(entry, idx, len(idx))
-            inputs = {k: torch.from_numpy(np.asarray(v))[None].to(self.device) for k, v in arrays.items()}
-            out = self.model(inputs, torch.ones(1, len(idx), dtype=torch.bool, device=self.device))
-            valid = [np.asarray(v, bool) for k, v in arrays.items() if k.endswith("_valid")]
-            seen.append(np.logical_or.reduce(valid) if valid else np.ones(len(idx), bool))
-            if "va" in out:
-                parts.setdefault("va", []).append(out["va"][0].float().clamp(-1, 1).cpu().numpy())
-            if "expr" in out:
-                parts.setdefault("expr", []).append(torch.softmax(out["expr"][0].float(), -1).cpu().numpy())
-            if "au" in out:
-                parts.setdefault("au", []).append(torch.sigmoid(out["au"][0].float()).cpu().numpy())
-        has_input = np.concatenate(seen) if seen else np.zeros(0, bool)
-        result = {}
-        for key, chunks in parts.items():
-            values = np.concatenate(chunks).astype(np.float32)
+        out = predict_videos(self.model, [entry], loader, window_length(self.config), batch_size(self.config),
+                             self.tracks, self.device, self.config["train"]["amp"], embeddings=False)[name]
+        has_input = out.pop(HAS_INPUT)
+        for values in out.values():
             values[~has_input] = np.nan  # no input of any stream: no prediction, as for a missing face
-            result[key] = values
-        return result
+        return out
 
 
 def load_predictor(checkpoint: str | Path | None) -> FerPredictor | ModelPredictor:
@@ -149,10 +127,10 @@ def frame_table(boxes: pd.DataFrame, outputs: dict[str, dict[str, np.ndarray]], 
         part[expr_cols] = expr
         known = np.isfinite(expr).all(axis=1)
         names = np.array([c.lower() for c in predictor.expr_classes], dtype=object)
-        part["expression"] = np.where(known, names[np.nan_to_num(expr, nan=0).argmax(axis=1)], "")
+        part["expression"] = np.where(known, names[decide("expr", np.nan_to_num(expr, nan=0))], "")
         au = _take(out.get("au"), idx, n, len(au_cols))
         part[au_cols] = au
-        decisions = (au >= au_threshold).astype(float)
+        decisions = decide("au", au, au_threshold).astype(float)
         decisions[~np.isfinite(au)] = np.nan
         part[[f"{c}_c" for c in au_cols]] = decisions
         if predictor.note:

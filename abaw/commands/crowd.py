@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from abaw.errors import AbawError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 AGGREGATE_METHODS = ("mv", "soft", "ds", "mean", "median")
 
@@ -93,6 +94,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 # ---- aggregate -------------------------------------------------------------------------------------------------
 
 def run_aggregate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
     from abaw.crowd import aggregate as agg
     from abaw.crowd import votes as vt
 

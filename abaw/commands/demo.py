@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from abaw.apps.demo import run_demo
 from abaw.errors import AbawError
 
 
@@ -26,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from abaw.apps.demo import run_demo
+
     if args.seed < 0:
         raise AbawError("--seed must be a non-negative integer")
     report = run_demo(args.out, quick=args.quick, seed=args.seed, submissions=args.submissions)

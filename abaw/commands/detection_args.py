@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from abaw.video.faces import DETECTORS
-from abaw.video.persons import PERSON_BACKENDS
-from abaw.video.prepare import DETECT_EVERY
+from abaw.errors import AbawError
+from abaw.video.choices import DETECT_EVERY, DETECTORS, PERSON_BACKENDS
 
 
 def add_detection_args(p: argparse.ArgumentParser, person_help: str) -> None:
@@ -19,8 +18,6 @@ def add_detection_args(p: argparse.ArgumentParser, person_help: str) -> None:
 
 
 def detect_every(args: argparse.Namespace) -> int:
-    from abaw.errors import AbawError
-
     if args.detect_every < 1:
         raise AbawError(f"--detect-every must be at least 1, got {args.detect_every}")
     return args.detect_every

@@ -6,18 +6,17 @@ import argparse
 import sys
 
 from abaw import tasks
+from abaw.posthoc.choices import ENSEMBLE_METHODS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from abaw.posthoc.ensemble import METHODS
-
     p = subparsers.add_parser(
         "ensemble", help="fuse two or more runs of a track (mean, tuned weights, stacking), optionally smoothed",
         description=__doc__ + " Tuned weights, stackers, smoothing windows and AU thresholds are scored on held-out "
         "videos (grouped cross-validation over the validation videos).")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders with predictions/<split>.parquet")
     p.add_argument("--track", required=True, choices=tasks.TRACKS)
-    p.add_argument("--method", default="mean", choices=METHODS)
+    p.add_argument("--method", default="mean", choices=ENSEMBLE_METHODS)
     p.add_argument("--smooth", action="store_true", help="tune a temporal filter (box/gaussian/median) on top")
     p.add_argument("--thresholds", action="store_true", help="tune per-AU decision thresholds (AU track)")
     p.add_argument("--data-root", default=None, help="Aff-Wild2 root (default: the first run's data root)")

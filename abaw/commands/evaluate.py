@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 
 def _kind(run_dir: str) -> str:
-    path = Path(run_dir) / "run.json"
+    from abaw.errors import AbawError
+    from abaw.runs.info import read_run_info
+
     try:
-        return str(json.loads(path.read_text(encoding="utf-8")).get("kind") or "train")
-    except (OSError, ValueError):
+        return read_run_info(run_dir).kind
+    except (AbawError, OSError):
         return "train"  # evaluate_run reports a missing or broken run folder in one line
 
 

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from abaw.errors import AbawError
+from abaw.tasks import ENCODED_STREAMS
 
 
 def run(args: argparse.Namespace) -> int:
-    from abaw.commands.train import find_config
+    from abaw.presets import find_preset
     from abaw.train.checkpoint import model_from_config
     from abaw.train.config import parse_override, resolve
-    from abaw.train.extract import ENCODED_STREAMS, extract_features
+    from abaw.train.extract import extract_features
 
     if not args.config and not args.model:
         raise AbawError("give --config CFG or --model NAME")
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     for text in args.set:
         key, value = parse_override(text)
         overrides[key] = value
-    cfg = resolve(find_config(args.config) if args.config else None, overrides)
+    cfg = resolve(find_preset(args.config) if args.config else None, overrides)
     model = model_from_config(cfg)
     if args.model and not args.streams and not args.config:
         cfg["data"]["streams"] = [s for s in model.stream_encoders() if s in ENCODED_STREAMS]
@@ -43,7 +44,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--data-root", "--data_root", dest="data_root", required=True)
     p.add_argument("-c", "--config", help="training config or preset name (the cache its cached mode reads)")
     p.add_argument("--model", help="registered model name (instead of a config)")
-    p.add_argument("--streams", nargs="+", choices=("face", "body", "context", "audio"))
+    p.add_argument("--streams", nargs="+", choices=ENCODED_STREAMS)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--force", action="store_true", help="recompute complete files too")

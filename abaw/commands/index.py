@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from abaw import tasks
-from abaw.data.affwild2 import MTL_LAYOUT, AffWild2, dataset_fingerprint, write_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="a label file whose line count differs from its video's frames is an error, not a warning")
     p.add_argument("--protocol", choices=tuple(tasks.PROTOCOLS),
                    help="class lists and headers (default: from the layout, abaw2021 or abaw2022)")
-    p.add_argument("--layout", choices=(*tasks.LAYOUTS, MTL_LAYOUT), help="annotation layout (default: detected)")
+    p.add_argument("--layout", choices=(*tasks.LAYOUTS, tasks.MTL_LAYOUT), help="annotation layout (default: detected)")
     p.set_defaults(func=run)
 
 
@@ -45,6 +46,8 @@ def summarise(table: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from abaw.data.affwild2 import AffWild2, dataset_fingerprint, write_table
+
     ds = AffWild2(args.data_root, protocol=args.protocol, strict=args.strict, layout=args.layout)
     table = ds.index_table(progress=not args.json)
     if args.out:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from abaw.commands.detection_args import add_detection_args, detect_every
-from abaw.video.prepare import STREAMS, PrepareOptions, VideoResult, parse_shard, prepare_all, resolve_inputs, shard
+from abaw.errors import AbawError
+from abaw.tasks import ENCODED_STREAMS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,8 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output root (default: the data root itself; required for video files)")
     p.add_argument("--shard", help="i/N: prepare only the i-th of N equal shares of the videos (1-based)")
     add_detection_args(p, "person detector; 'face' derives the person box from the face")
-    p.add_argument("--streams", default=",".join(STREAMS),
-                   help=f"comma-separated subset of {','.join(STREAMS)} to write (default: all)")
+    p.add_argument("--streams", default=",".join(ENCODED_STREAMS),
+                   help=f"comma-separated subset of {','.join(ENCODED_STREAMS)} to write (default: all)")
     p.add_argument("--size", type=int, default=112, help="side of face, body and context images (default: 112)")
     p.add_argument("--workers", type=int, default=1,
                    help="threads detecting faces on key frames (default 1; --shard runs whole processes)")
@@ -28,12 +29,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from abaw.errors import AbawError
+    from abaw.video.prepare import PrepareOptions, VideoResult, parse_shard, prepare_all, resolve_inputs, shard
 
     streams = tuple(s.strip() for s in args.streams.split(",") if s.strip())
-    unknown = [s for s in streams if s not in STREAMS]
+    unknown = [s for s in streams if s not in ENCODED_STREAMS]
     if unknown:
-        raise AbawError(f"--streams: unknown stream {unknown[0]!r}; choose from {', '.join(STREAMS)}")
+        raise AbawError(f"--streams: unknown stream {unknown[0]!r}; choose from {', '.join(ENCODED_STREAMS)}")
     if args.size < 16:
         raise AbawError("--size must be at least 16")
     videos, out_root = resolve_inputs(args.inputs, args.out)

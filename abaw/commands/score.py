@@ -6,7 +6,6 @@ import argparse
 import json
 
 from abaw import tasks
-from abaw.results import score_result_folder
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from abaw.results import score_result_folder
+
     result = score_result_folder(args.pred, args.data_root, args.split, args.track, args.protocol, args.strict)
     if args.json:
         print(json.dumps(result))

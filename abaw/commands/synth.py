@@ -63,7 +63,7 @@ def _print(summary: dict, as_json: bool, lines: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from abaw.synth import generate
+    from abaw.synth.dataset import generate
 
     if args.workers is not None and args.workers < 1:
         raise AbawError("--workers must be at least 1")
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_affectnet(args: argparse.Namespace) -> int:
-    from abaw.synth import generate_affectnet
+    from abaw.synth.affectnet import generate_affectnet
 
     s = generate_affectnet(args.out, images=args.images, seed=args.seed, size=args.size)
     _print(s, args.json, [f"wrote {s['images']} images ({s['train']} training, {s['validation']} validation) "
@@ -94,7 +94,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     from abaw.synth.cues import measure_cues
 
-    if not (Path(args.root) / "annotations").is_dir():
+    if not (Path(args.root) / tasks.ANNOTATIONS_DIR).is_dir():
         raise AbawError("not a data root (no annotations/ folder)", path=args.root)
     s = measure_cues(args.root)
     lines = ["face crops (24x24 grey, linear models, train -> validation):"]

@@ -13,7 +13,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "writes a run folder of kind 'temporal'.")
     p.add_argument("--source", required=True, metavar="RUN_DIR", help="a trained run with predictions/train and "
                    "predictions/validation (and embeddings/ for the embedding input)")
-    p.add_argument("--config", default=None, help="preset JSON, e.g. configs/cnu_adl_temporal.json")
+    p.add_argument("-c", "--config", default=None,
+                   help="preset JSON, or a preset name (e.g. cnu_adl_temporal, cnu_adl_temporal_bilstm)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a config key, e.g. --set block=32 --set 'stats=[\"max\",\"mean\"]'")
     p.add_argument("--data-root", default=None, help="Aff-Wild2 root (default: the source run's data root)")
@@ -38,10 +39,12 @@ def _overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from abaw.runs.outputs import read_json
-    from abaw.temporal.train import fit_temporal, load_config
+    from abaw.presets import find_preset
+    from abaw.runs.info import read_json
+    from abaw.temporal.config import load_config
+    from abaw.temporal.train import fit_temporal
 
-    config = load_config(args.config, _overrides(args.set))
+    config = load_config(find_preset(args.config) if args.config else None, _overrides(args.set))
     run_dir = fit_temporal(args.source, config, args.data_root, args.out, force=args.force)
     scores = read_json(run_dir / "scores.json").get("tracks", {})
     print(f"temporal run: {run_dir}")

@@ -11,25 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from abaw.errors import AbawError
+from abaw.presets import find_preset as find_config  # a config path, or a preset name (demo_va); kept for callers
 from abaw.tasks import TRACK_NUMBERS, TRACKS
 
 log = logging.getLogger(__name__)
 
-PROJECT = Path(__file__).resolve().parents[2]
-PRESETS = PROJECT / "configs"
 STREAM_FLAGS = ("face", "body", "context", "audio", "landmarks")
-
-
-def find_config(text: str) -> Path:
-    """A config path, or the name of a preset in ``configs/`` (``demo_va`` or ``demo_va.json``)."""
-    path = Path(text)
-    if path.is_file():
-        return path
-    for candidate in (PRESETS / text, PRESETS / f"{text}.json"):
-        if candidate.is_file():
-            return candidate
-    known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.json")))
-    raise AbawError(f"config not found (presets in configs/: {known})", path=text)
 
 
 def parse_track(text: str) -> list[str]:
@@ -125,7 +112,7 @@ def resolve_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from abaw.runs.folder import read_json
+    from abaw.runs.info import read_json
     from abaw.train.loop import train
 
     if args.resume:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from abaw import tasks
-from abaw.results import resolve_track_folder, validate_submission, zip_submission
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from abaw.results import resolve_track_folder, validate_submission, zip_submission
+
     problems = validate_submission(args.folder, args.data_root, args.split, args.track, args.protocol)
     for problem in problems:
         print(problem)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from abaw import weights
 from abaw.errors import AbawError
 
 
@@ -12,11 +11,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("weights", help="list, fetch or verify the model files (detectors, FER, backbones)",
                               description=__doc__)
     p.add_argument("action", choices=("list", "fetch", "verify"))
-    p.add_argument("names", nargs="*", help="registry names (default: all)")
+    p.add_argument("names", nargs="*", help="catalogue names (default: all)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from abaw import weights
+
     selected = args.names or weights.names()
     for name in selected:
         weights.get(name)  # unknown name -> one-line error before doing anything

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from abaw.crowd.aggregate import DawidSkene, dawid_skene, majority_vote_codes, soft_labels
 from abaw.crowd.layers import CLASSIFICATION_TYPES, CrowdClassification, CrowdModel
 from abaw.crowd.votes import counts_from_codes
+from abaw.train.fitting import epoch_line, optimizer_step
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,7 @@ def fit_crowd(base: nn.Module, inputs: Dataset | torch.Tensor, codes: np.ndarray
             x, y = x.to(device), targets[idx].to(device)
             out = model(x)
             loss = _loss(method, model, out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(loss, opt)
             total += float(loss.detach()) * len(idx)
             n += len(idx)
         record = {"epoch": epoch, "loss": total / max(n, 1)}
@@ -129,7 +128,7 @@ def fit_crowd(base: nn.Module, inputs: Dataset | torch.Tensor, codes: np.ndarray
             base.eval()
             record.update(on_epoch(epoch, base))
         history.append(record)
-        log.debug("epoch %d %s", epoch, record)
+        log.debug(epoch_line(epoch, record, prefix="crowd epoch"))
     base.eval()
     return FitResult(base, crowd, history, ds)
 

@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import Dataset
 
 from abaw.errors import AbawError
-from abaw.video.resize import resize
 from abaw.tasks import AFFECTNET_CLASSES, AFFECTNETC25_CLASSES, EXPR_CLASSES_7, EXPR_CLASSES_8, class_mapping
+from abaw.video.resize import resize
 
 COLUMNS: tuple[str, ...] = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
                             "facial_landmarks", "expression", "valence", "arousal")

@@ -8,6 +8,7 @@ first bad line.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -16,7 +17,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
@@ -24,11 +24,19 @@ from tqdm import tqdm
 from abaw import tasks
 from abaw.errors import AbawError
 from abaw.fileio import atomic_path
-from abaw.tasks import ANNOTATIONS_DIR, BOXES_DIR, CROPS_DIR, MTL_DIR, TEST_SET_DIR, VIDEOS_DIR  # noqa: F401 (re-exported)
+from abaw.tasks import (  # noqa: F401 (re-exported: the reader's users import them from here)
+    ANNOTATIONS_DIR,
+    BOXES_DIR,
+    CROPS_DIR,
+    MTL_DIR,
+    MTL_LAYOUT,
+    TEST_SET_DIR,
+    VIDEOS_DIR,
+    valid_mask,
+)
+from abaw.video.decode import probe
 
 log = logging.getLogger(__name__)
-
-MTL_LAYOUT = "mtl"
 
 #: Required columns of ``boxes/<video>.csv``.
 BOX_COLUMNS: tuple[str, ...] = (
@@ -192,15 +200,6 @@ def _first_line_and_count(path: Path) -> tuple[str, int]:
     return first, data.count(b"\n")
 
 
-def valid_mask(track: str, labels: np.ndarray) -> np.ndarray:
-    """True for frames whose label is valid: no invalid marker (-5 VA, -1 EXPR/AU) in any column, no NaN."""
-    track = tasks.check_track(track)
-    labels = np.asarray(labels, dtype=np.float64)
-    labels = labels.reshape(len(labels), -1)
-    ok = np.isfinite(labels) & (labels != tasks.INVALID[track])
-    return ok.all(axis=1)
-
-
 # ---- the multi-task CSV layout -----------------------------------------------------------------------------------
 
 @dataclass
@@ -255,50 +254,16 @@ _MTL_COLUMNS = {"va": slice(0, 2), "expr": slice(2, 3), "au": slice(3, None)}
 
 # ---- videos, crops, boxes ----------------------------------------------------------------------------------------
 
-_VIDEO_INFO_CACHE: dict[tuple[str, int, int], tuple[int, float]] = {}
-
-
 def video_info(path: str | Path) -> tuple[int, float]:
-    """``(n_frames, fps)`` of a video, read from the container with PyAV; cached per file (path, mtime, size).
-
-    The frame count is the stream's ``frames`` field; when the container does not store it (0), the packets are
-    counted, and failing that the duration times the rate is used.
-    """
-    path = Path(path)
+    """``(n_frames, fps)`` of a video by :func:`abaw.video.decode.probe`'s rule (cached per file); a video whose
+    frames cannot be counted is an error here."""
     try:
-        stat = path.stat()
-    except OSError as exc:
-        raise AbawError(f"cannot read video ({exc.strerror or exc})", path=path) from None
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key in _VIDEO_INFO_CACHE:
-        return _VIDEO_INFO_CACHE[key]
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise AbawError("unreadable video: no video stream", path=path)
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            fps = float(rate) if rate else 0.0
-            n_frames = int(stream.frames or 0)
-            if n_frames <= 0:
-                n_frames = _count_frames(container, stream, fps)
-    except AbawError:
-        raise
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise AbawError(f"unreadable video ({exc})", path=path) from None
-    if n_frames <= 0:
+        meta = probe(path)
+    except AbawError as exc:
+        raise AbawError(f"unreadable video: {str(exc).removeprefix(f'{exc.path}: ')}", path=path) from None
+    if meta.n_frames <= 0:
         raise AbawError("unreadable video: no frames", path=path)
-    _VIDEO_INFO_CACHE[key] = (n_frames, fps)
-    return n_frames, fps
-
-
-def _count_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float) -> int:
-    count = sum(1 for packet in container.demux(stream) if packet.size > 0)
-    if count > 0:
-        return count
-    if stream.duration and stream.time_base and fps:
-        return round(float(stream.duration * stream.time_base) * fps)
-    return 0
+    return meta.n_frames, meta.fps
 
 
 def read_boxes(root: str | Path, video: str) -> pd.DataFrame:
@@ -371,7 +336,6 @@ class AffWild2:
         except ValueError as exc:
             raise AbawError(str(exc)) from None
         self.strict = strict
-        self._videos: dict[str, Path] | None = None
         self._crops: dict[str, np.ndarray] = {}
         self._entries: dict[tuple[str, str], list[VideoEntry]] = {}
         self._mtl: dict[str, _MtlTable] = {}
@@ -480,27 +444,27 @@ class AffWild2:
         return out
 
     # -- videos --
-    def _video_map(self) -> dict[str, Path]:
-        if self._videos is None:
-            found: dict[str, Path] = {}
-            folder = self.root / VIDEOS_DIR
-            if folder.is_dir():
-                for path in sorted(folder.rglob("*")):
-                    if path.suffix.lower() not in tasks.VIDEO_EXTENSIONS or not path.is_file():
-                        continue
-                    if path.stem in found:
-                        log.warning("%s: duplicate video name, using %s", path, found[path.stem])
-                        continue
-                    found[path.stem] = path
-            self._videos = found
-        return self._videos
+    @functools.cached_property
+    def _videos(self) -> dict[str, Path]:
+        """Video name -> file, from one walk of ``videos/``."""
+        found: dict[str, Path] = {}
+        folder = self.root / VIDEOS_DIR
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*")):
+                if path.suffix.lower() not in tasks.VIDEO_EXTENSIONS or not path.is_file():
+                    continue
+                if path.stem in found:
+                    log.warning("%s: duplicate video name, using %s", path, found[path.stem])
+                    continue
+                found[path.stem] = path
+        return found
 
     def video_names(self) -> list[str]:
-        return sorted(self._video_map())
+        return sorted(self._videos)
 
     def video_path(self, name: str) -> Path | None:
         """The video file behind an annotation name (``_left``/``_right`` stripped), or None."""
-        videos = self._video_map()
+        videos = self._videos
         return videos.get(name) or videos.get(tasks.split_two_person(name)[0])
 
     def video_info(self, name: str) -> tuple[int, float]:

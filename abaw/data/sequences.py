@@ -2,8 +2,8 @@
 
 Training windows are laid every ``stride`` frames (stride = duration by default); evaluation windows tile each video
 without overlap, so every frame is predicted exactly once. A sample holds the stream inputs (see
-:mod:`abaw.data.stream_inputs`), per-task targets and validity masks, and a padding mask. Epoch orders are a pure function
-of (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
+:mod:`abaw.data.stream_inputs`), per-task targets and validity masks, and a padding mask. Epoch orders are a pure
+function of (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations

@@ -18,10 +18,9 @@ import cv2
 import numpy as np
 
 from abaw.errors import AbawError
+from abaw.tasks import CROP_PATTERN, CROPS_DIR, FEATURES_DIR, IMAGE_STREAMS, PREPARED_DIR
 from abaw.video.resize import resize
-from abaw.tasks import CROP_PATTERN, CROPS_DIR, FEATURES_DIR, PREPARED_DIR
 
-IMAGE_STREAMS: tuple[str, ...] = ("face", "body", "context")
 N_LANDMARKS = 5
 
 

@@ -160,15 +160,15 @@ def create_backbone(name: str, pretrained: bool | str | Path | None = False, in_
 
 
 def imagenet_weights(name: str) -> Path:
-    """The offline ImageNet weights file of backbone ``name`` (registry entry ``<arch>_imagenet`` of abaw.weights)."""
+    """The offline ImageNet weights file of backbone ``name`` (catalogue entry ``<arch>_imagenet`` of abaw.weights)."""
     from abaw import weights
 
     if name in _OWN:
         raise AbawError(f"no pretrained weights exist for backbone {name!r}; pass pretrained=False or the path of a "
                         "backbone checkpoint")
     key = f"{name[3:]}_imagenet" if name.startswith("tv_") else f"timm_{name}_imagenet"
-    if key not in weights.REGISTRY:
-        have = sorted(k for k in weights.REGISTRY if k.endswith("_imagenet"))
+    if key not in weights.CATALOGUE:
+        have = sorted(k for k in weights.CATALOGUE if k.endswith("_imagenet"))
         raise AbawError(f"no ImageNet weights registered for backbone {name!r} (abaw.weights has {', '.join(have)}); "
                         "pass pretrained=False or a checkpoint path")
     return weights.fetch(key)

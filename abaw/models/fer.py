@@ -148,7 +148,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_mini_xception(path: str | Path | None = None) -> MiniXception:
-    """The pretrained model in eval mode; ``path`` defaults to the registry's ``fer2013_mini_xception``."""
+    """The pretrained model in eval mode; ``path`` defaults to ``fer2013_mini_xception`` of abaw.weights."""
     if path is None:
         from abaw.weights import fetch
 

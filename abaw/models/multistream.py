@@ -1,14 +1,14 @@
 """The generic multi-stream CNN-RNN model every registered preset is built from.
 
-``ModelConfig`` holds every option (a preset is a dict of defaults; the user's overrides are checked against the
-fields, so a misspelled option fails with one line). ``MultiStreamModel(config)`` wires streams -> fusion -> heads
-and follows the model contract of docs/design.md section 4.
+``ModelConfig`` holds every option, typed with ``abaw.schema`` (a preset is a dict of defaults; the user's overrides
+are checked against the fields, so a misspelled option or a value out of range fails with one line).
+``MultiStreamModel(config)`` wires streams -> fusion -> heads and follows the model contract of docs/design.md
+section 4.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from abaw import schema
 from abaw.errors import AbawError
 from abaw.models.backbones import NORMALIZATIONS, create_backbone, load_backbone_checkpoint, parse_pretrained
 from abaw.models.encoders import AudioEncoder, SequenceRNN, Stream
 from abaw.models.fusion import LATE_MODES, EarlyFusion, LateFusion
 from abaw.models.heads import TaskHeads
+from abaw.schema import option
 from abaw.tasks import TRACKS, check_track, get_protocol
 
 IMAGE_STREAMS: tuple[str, ...] = ("face", "body", "context")
@@ -35,7 +37,7 @@ class ModelConfig:
     """Every option of the generic model; a preset sets defaults, ``create_model(name, **overrides)`` the rest."""
 
     streams: tuple[str, ...] = ("face",)  # any of face, body, context, audio (+ "landmarks", same as landmarks=5)
-    tasks: tuple[str, ...] = TRACKS
+    tasks: tuple[str | int, ...] = TRACKS  # names or track numbers (1, 2, 3); names once resolved
     protocol: str = "abaw2021"
     backbone: str = "tiny_cnn"  # image streams without their own backbone below
     face_backbone: str | None = None
@@ -45,82 +47,51 @@ class ModelConfig:
     pretrained: Any = False  # image CNNs: False, True (ImageNet via abaw.weights) or a checkpoint path
     pretrained_face: str | None = None  # face CNN checkpoint (abaw-backbone, e.g. AffectNet); wins over pretrained
     freeze_cnn: bool = False
-    image_size: int = 112  # face crop side
-    body_size: int = 112
-    context_size: int = 112
-    normalization: str | None = None  # None: the backbone's own (imagenet; minus_one_one for vggface)
-    fc: tuple[int, ...] = ()  # FC layers after each image CNN (landmarks join FC1's input)
-    audio_fc: tuple[int, ...] = ()
-    landmarks: int = 0  # 0, 5 or 68 points (x, y) concatenated to the face CNN feature
-    fusion: str = "early"
-    late_fusion: str = "concat"  # concat, gated, attention
-    fusion_dim: int = 128
-    cell_type: str = "gru"
-    hidden_size: int = 128
-    num_layers: int = 1  # 0: no RNN (per-frame model)
+    image_size: int = option(112, ge=1)  # face crop side
+    body_size: int = option(112, ge=1)
+    context_size: int = option(112, ge=1)
+    normalization: str | None = option(None, choices=(None, *NORMALIZATIONS))  # None: the backbone's own
+    fc: tuple[int, ...] = option((), ge=1)  # FC layers after each image CNN (landmarks join FC1's input)
+    audio_fc: tuple[int, ...] = option((), ge=1)
+    landmarks: int = option(0, choices=LANDMARK_POINTS)  # (x, y) points concatenated to the face CNN feature
+    fusion: str = option("early", choices=FUSIONS)
+    late_fusion: str = option("concat", choices=LATE_MODES)
+    fusion_dim: int = option(128, ge=1)
+    cell_type: str = option("gru", choices=CELL_TYPES)
+    hidden_size: int = option(128, ge=1)
+    num_layers: int = option(1, ge=0)  # 0: no RNN (per-frame model)
     bidirectional: bool = False
-    dropout: float = 0.0  # after each FC layer and between RNN layers
-    head_dropout: float = 0.0
-    n_mels: int = 64
-    audio_window_seconds: float = 1.0
-    freq_mask: int = 8  # SpecAugment: widest frequency mask (mel bins), 0 = off
-    time_mask: int = 10  # widest time mask (log-mel frames), 0 = off
+    dropout: float = option(0.0, ge=0, lt=1)  # after each FC layer and between RNN layers
+    head_dropout: float = option(0.0, ge=0, lt=1)
+    n_mels: int = option(64, ge=1)
+    audio_window_seconds: float = option(1.0, gt=0)
+    freq_mask: int = option(8, ge=0)  # SpecAugment: widest frequency mask (mel bins), 0 = off
+    time_mask: int = option(10, ge=0)  # widest time mask (log-mel frames), 0 = off
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(ModelConfig)}
-_INT_TUPLES = ("fc", "audio_fc")
 _BOOLS = ("freeze_cnn", "bidirectional")
-_INTS = ("image_size", "body_size", "context_size", "landmarks", "fusion_dim", "hidden_size", "num_layers", "n_mels",
-         "freq_mask", "time_mask")
-_FLOATS = ("dropout", "head_dropout", "audio_window_seconds")
-_OPTIONAL_STR = ("face_backbone", "body_backbone", "context_backbone", "pretrained_face", "normalization")
+_LOWER = ("protocol", "fusion", "late_fusion", "cell_type")
 
 
-def _bad(key: str, what: str, value: Any, model: str) -> AbawError:
-    return AbawError(f"model option {key!r} of {model!r} must be {what}, got {value!r}")
-
-
-def _coerce(key: str, value: Any, model: str) -> Any:
-    if key in _BOOLS:
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if not isinstance(value, bool):
-            raise _bad(key, "true or false", value, model)
-        return value
-    if key in _INTS:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise _bad(key, "a non-negative integer", value, model)
-        return value
-    if key in _FLOATS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise _bad(key, "a non-negative number", value, model)
-        return float(value)
-    if key in _INT_TUPLES:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = (value,)
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in value):
-            raise _bad(key, "a list of positive integers", value, model)
-        return tuple(value)
-    if key in ("streams", "tasks"):
-        if isinstance(value, str):
-            value = (value,)
-        if not isinstance(value, (list, tuple)) or not value:
-            raise _bad(key, "a non-empty list", value, model)
-        return tuple(value)
-    if key in _OPTIONAL_STR:
-        if value is not None and not isinstance(value, (str, Path)):
-            raise _bad(key, "a string or null", value, model)
-        if key == "pretrained_face" and value is not None and parse_pretrained(value) is False:
-            return None
-        return str(value) if value is not None else None
-    if key in ("protocol", "backbone", "audio_backbone", "fusion", "late_fusion", "cell_type"):
-        if not isinstance(value, str):
-            raise _bad(key, "a string", value, model)
-        return value.lower() if key in ("protocol", "fusion", "late_fusion", "cell_type") else value
+def _convert(key: str, value: Any) -> Any:
+    """The conveniences of command-line and Python callers, before the schema check: "true"/"false" for a switch,
+    one value for a list, paths for strings, any case for named choices, "none" for no face checkpoint."""
+    if key in _BOOLS and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if key in ("fc", "audio_fc") and isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if key in ("streams", "tasks") and isinstance(value, (str, int)) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, Path):
+        value = str(value)
+    if key in _LOWER and isinstance(value, str):
+        return value.lower()
+    if key == "pretrained_face" and isinstance(value, str) and parse_pretrained(value) is False:
+        return None
     return value
 
 
@@ -128,13 +99,10 @@ def resolve_config(model: str, defaults: dict[str, Any], overrides: dict[str, An
     """Preset defaults + user overrides -> a checked ModelConfig (unknown keys and bad values: one-line AbawError)."""
     values: dict[str, Any] = {}
     for source in (defaults, overrides):
-        for key, value in source.items():
-            if key not in _FIELDS:
-                close = difflib.get_close_matches(key, list(_FIELDS), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise AbawError(f"unknown model option {key!r} for model {model!r}{hint}")
-            values[key] = _coerce(key, value, model)
-    cfg = ModelConfig(**values)
+        converted = {key: _convert(key, value) for key, value in source.items()}
+        schema.check(ModelConfig, converted, label="model option", owner=f" of {model!r}")
+        values.update(converted)
+    cfg = schema.build(ModelConfig, values)
     streams = []
     for s in cfg.streams:
         s = str(s).lower()
@@ -153,18 +121,10 @@ def resolve_config(model: str, defaults: dict[str, Any], overrides: dict[str, An
         cfg.protocol = get_protocol(cfg.protocol).name
     except ValueError as exc:
         raise AbawError(f"model {model!r}: {exc}") from None
-    checks = [("fusion", FUSIONS), ("late_fusion", LATE_MODES), ("cell_type", CELL_TYPES),
-              ("landmarks", LANDMARK_POINTS)]
-    for key, allowed in checks:
-        if getattr(cfg, key) not in allowed:
-            raise AbawError(f"model option {key!r} of {model!r} must be one of {', '.join(map(str, allowed))}, "
-                            f"got {getattr(cfg, key)!r}")
-    if cfg.normalization is not None and cfg.normalization not in NORMALIZATIONS:
-        raise AbawError(f"model option 'normalization' must be one of {', '.join(NORMALIZATIONS)}")
+    if not cfg.tasks:
+        raise AbawError(f"model option 'tasks' of {model!r} must name at least one task")
     if cfg.landmarks and "face" not in cfg.streams:
         raise AbawError(f"model {model!r}: landmarks join the face stream, which is not used")
-    if cfg.dropout >= 1 or cfg.head_dropout >= 1:
-        raise AbawError(f"model {model!r}: dropout must be below 1")
     cfg.pretrained = parse_pretrained(cfg.pretrained)
     cfg.pretrained = str(cfg.pretrained) if isinstance(cfg.pretrained, Path) else cfg.pretrained
     return cfg

@@ -16,17 +16,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from abaw import tasks
+from abaw import inference, tasks
 from abaw.data.affwild2 import AffWild2, VideoEntry, dataset_fingerprint, valid_mask
 from abaw.errors import AbawError
 from abaw.fileio import write_json
-from abaw.metrics import score_track
 from abaw.results import validate_submission, write_result_folder
 from abaw.runs import outputs as runio
+from abaw.runs.folder import record_run
+from abaw.runs.info import new_run_info, read_json, write_run_info
 
 log = logging.getLogger(__name__)
 
 MODELS: dict[str, str] = {"va": "train_mean", "expr": "majority_class", "au": "au_base_rate"}
+#: An AU's base rate decides 1 only above one half (a rate of exactly 0.5 is no majority): the smallest float above
+#: 0.5, as the ``>=`` threshold of :func:`abaw.inference.decide`.
+RATE_THRESHOLD = float(np.nextafter(0.5, 1.0))
 
 
 def fit(track: str, labels: np.ndarray, protocol: str | tasks.Protocol | None = None) -> np.ndarray:
@@ -50,12 +54,10 @@ def fit(track: str, labels: np.ndarray, protocol: str | tasks.Protocol | None = 
 
 
 def decide(track: str, output: np.ndarray) -> np.ndarray:
-    """The per-frame decision of an output vector: VA values, the EXPR class index, AU 0/1 (rate > 0.5)."""
-    if track == "va":
-        return np.asarray(output, dtype=np.float64)
-    if track == "expr":
-        return np.array([float(np.argmax(output))])
-    return (np.asarray(output) > 0.5).astype(np.float64)
+    """The per-frame decision of an output vector (:func:`abaw.inference.decide`): VA values, the EXPR class index,
+    AU 0/1 (1 only for a rate above 0.5)."""
+    row = np.asarray(output, dtype=np.float64).reshape(1, -1)
+    return np.atleast_1d(inference.decide(track, row, RATE_THRESHOLD)[0]).astype(np.float64)
 
 
 def _columns(track: str, proto: tasks.Protocol) -> list[str]:
@@ -85,17 +87,16 @@ def run_track(ds: AffWild2, track: str, out_dir: str | Path, fingerprint: str | 
     start = time.perf_counter()
     output = fit(track, _train_labels(ds, track), proto)
     train_seconds = time.perf_counter() - start
-    info = runio.run_info(run_id, "baseline", config, data_root=ds.root, protocol=proto.name, tracks=[track],
-                          model=model, n_params=len(output), train_seconds=train_seconds)
+    info = new_run_info(run_id, "baseline", config, data_root=ds.root, protocol=proto.name, tracks=[track],
+                        model=model, n_params=len(output), train_seconds=train_seconds)
     write_json(run_dir / "config.json", config)
-    write_json(run_dir / "run.json", info)
+    write_run_info(run_dir, info)
 
     entries = ds.entries("validation", track)
     labels = [ds.labels(e) for e in entries]
     decision = decide(track, output)
     true = np.concatenate(labels)
-    pred = np.tile(decision, (len(true), 1))
-    scores = score_track(track, pred[:, 0] if track == "expr" else pred, true, proto)
+    scores = inference.score(track, np.tile(output, (len(true), 1)), true, proto, RATE_THRESHOLD)
 
     keys = pd.DataFrame({
         "name": np.concatenate([[e.name] * len(lab) for e, lab in zip(entries, labels, strict=True)]),
@@ -113,9 +114,9 @@ def run_track(ds: AffWild2, track: str, out_dir: str | Path, fingerprint: str | 
         write_result_folder(run_dir / "results" / "test", track, _result_preds(test_entries, decision), proto)
 
     write_json(run_dir / "scores.json", {"split": "validation", "protocol": proto.name, "tracks": {track: scores}})
-    write_json(run_dir / "run.json", {**info, "status": "finished"})
+    write_run_info(run_dir, info.updated(status="finished"))
     if record:
-        runio.record_run(run_dir)
+        record_run(run_dir)
     log.info("%s: %s baseline, validation %s score %.4f", run_id, model, track.upper(), scores["score"])
     return run_dir
 
@@ -138,4 +139,4 @@ def run_baselines(root: str | Path, out_dir: str | Path, protocol: str | tasks.P
 
 def summary(runs: dict[str, Path]) -> dict[str, Any]:
     """``{track: scores}`` read back from the run folders (for printing)."""
-    return {track: runio.read_json(run_dir / "scores.json")["tracks"][track] for track, run_dir in runs.items()}
+    return {track: read_json(run_dir / "scores.json")["tracks"][track] for track, run_dir in runs.items()}

@@ -20,18 +20,17 @@ import numpy as np
 from abaw import tasks
 from abaw.errors import AbawError
 from abaw.fileio import write_json
+from abaw.inference import score
+from abaw.posthoc.choices import ENSEMBLE_METHODS as METHODS
 from abaw.posthoc.smoothing import SmoothingResult, smooth_by_video, tune_smoothing
 from abaw.posthoc.thresholds import ThresholdResult, tune_thresholds_cv
+from abaw.runs.folder import finish_run
+from abaw.runs.info import config_hash, new_run_info, read_json, write_run_info
 from abaw.runs.outputs import (
-    config_hash,
-    finish_run,
     grouped_folds,
     labels_for_rows,
     load_labels,
     load_run,
-    read_json,
-    run_info,
-    score,
     split_frame_counts,
     stack_runs,
     track_columns,
@@ -41,8 +40,6 @@ from abaw.runs.outputs import (
 )
 
 log = logging.getLogger(__name__)
-
-METHODS: tuple[str, ...] = ("mean", "weighted", "stack")
 
 
 def fuse_mean(values: np.ndarray) -> np.ndarray:
@@ -300,9 +297,9 @@ def ensemble_runs(run_dirs: list[str | Path], track: str, method: str = "mean", 
     run_dir = Path(out_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config)
-    info = run_info(run_id, "ensemble", config, data_root=data_root, protocol=protocol, tracks=[track],
-                    model=f"ensemble_{method}", members=ids)
-    write_json(run_dir / "run.json", info)
+    info = new_run_info(run_id, "ensemble", config, data_root=data_root, protocol=protocol, tracks=[track],
+                        model=f"ensemble_{method}", members=ids)
+    write_run_info(run_dir, info)
     write_predictions(run_dir, split, keys, dict(zip(columns, final.T, strict=True)))
     write_results(run_dir, split, track, keys, final, {n: len(v) for n, v in labels.items()}, protocol, thr)
     honest = ("mean of the members: nothing fitted" if method == "mean" else
@@ -318,8 +315,8 @@ def ensemble_runs(run_dirs: list[str | Path], track: str, method: str = "mean", 
         "skipped": skipped,
     }
     seconds = time.perf_counter() - t0
-    finish_run(run_dir, {**info, "train_seconds": seconds},
-               {"split": split, "protocol": protocol, "tracks": {track: final_scores}, "ensemble": details})
+    finish_run(run_dir, info, {"split": split, "protocol": protocol, "tracks": {track: final_scores},
+                               "ensemble": details}, train_seconds=seconds)
     return EnsembleReport(run_dir, track, method, member_scores, fused, float(final_scores["score"]), smoothing,
                           thresholds, seconds)
 

@@ -14,7 +14,8 @@ import numpy as np
 from scipy import ndimage
 
 from abaw import tasks
-from abaw.runs.outputs import grouped_folds, score, video_groups, video_slices
+from abaw.inference import score
+from abaw.runs.outputs import grouped_folds, video_groups, video_slices
 
 METHODS: tuple[str, ...] = ("box", "gaussian", "median")
 #: Default window grid, in frames (1 = no smoothing, so the tuner may also choose not to smooth).

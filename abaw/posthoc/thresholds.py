@@ -7,14 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from abaw.runs.outputs import grouped_folds, score, video_groups
+from abaw.inference import score
+from abaw.runs.outputs import grouped_folds, video_groups
 
 #: Default threshold grid.
 GRID: tuple[float, ...] = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
 
 
 def f1_per_threshold(prob: np.ndarray, true: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """F1 of every AU at every threshold: ``(n_au, len(grid))``. Labels other than 0/1 are ignored.
+    """F1 of every AU at every threshold: ``(n_au, len(grid))``, a frame positive when ``prob >= threshold`` (the
+    rule of :func:`abaw.inference.decide`). Labels other than 0/1 are ignored.
 
     Hand-written rather than calling sklearn's f1_score per cell: one broadcast gives the whole table.
     """

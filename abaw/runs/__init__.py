@@ -1,1 +1,2 @@
-"""Run folders and what is made of them: the folder (run.json, config hash), the runs database, the leaderboard."""
+"""Run folders and what is made of them: run.json and the config hash (info), creating and finishing a folder
+(folder), reading its outputs (outputs), the runs database, the leaderboard."""

@@ -4,16 +4,14 @@
 ``scores.json``) and upserts one row per run and one score row per track it scores. Several processes may record at
 once: the database is in WAL mode with a busy timeout, and every write is one ``BEGIN IMMEDIATE`` transaction, so a
 killed writer leaves either the whole record or none of it. ``query_entries`` is the read side used by the
-leaderboard.
+leaderboard. The ``config_hash`` column is :func:`abaw.runs.info.config_hash` of the run's ``config.json``, for every
+run kind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import hashlib
 import json
-import math
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from abaw.errors import AbawError
+from abaw.runs.info import config_hash, float_or_none, now, read_json, read_run_info
 
 DEFAULT_DB = Path("runs") / "abaw.sqlite"
 DB_ENV = "ABAW_DB"
@@ -61,7 +60,8 @@ CREATE TABLE IF NOT EXISTS scores (
 CREATE INDEX IF NOT EXISTS scores_by_track ON scores(track, protocol, split);
 """
 
-RUN_KINDS: tuple[str, ...] = ("train", "temporal", "ensemble", "baseline")
+#: Columns holding JSON text, decoded in an Entry.
+_JSON_COLUMNS: tuple[str, ...] = ("components", "config_json", "tracks", "streams", "members")
 
 
 @dataclass
@@ -116,6 +116,7 @@ def connect(db_path: str | Path | None = None, create: bool = True) -> Iterator[
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
     except sqlite3.Error as exc:
         raise AbawError(f"cannot open the runs database: {exc}", path=path) from exc
+    conn.row_factory = sqlite3.Row
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -144,94 +145,46 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _read_json(path: Path, required: bool) -> Any:
-    if not path.is_file():
-        if required:
-            raise AbawError("missing (not a finished run folder?)", path=path)
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AbawError(f"not valid JSON: {exc}", path=path) from exc
-
-
-def config_hash(config: Any) -> str:
-    """A short stable hash of a config (canonical JSON: sorted keys, no spaces)."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _float_or_none(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
-def _int_or_none(value: Any, path: Path, key: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise AbawError(f"{key} must be an integer, got {value!r}", path=path) from None
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
-
-
 def _run_row(run_dir: Path) -> tuple[dict[str, Any], list[tuple[str, str, str | None, float | None, str]]]:
     """Read a run folder into the ``runs`` row and its ``scores`` rows."""
-    run = _read_json(run_dir / "run.json", required=True)
-    if not isinstance(run, dict):
-        raise AbawError("run.json must hold a JSON object", path=run_dir / "run.json")
-    config = _read_json(run_dir / "config.json", required=False)
-    config = {} if config is None else config
-    scores = _read_json(run_dir / "scores.json", required=False) or {}
+    info = read_run_info(run_dir)
+    config_path, scores_path = run_dir / "config.json", run_dir / "scores.json"
+    config = read_json(config_path) if config_path.is_file() else {}
+    scores = (read_json(scores_path) if scores_path.is_file() else None) or {}
     if not isinstance(scores, dict):
-        raise AbawError("scores.json must hold a JSON object", path=run_dir / "scores.json")
-    run_id = str(run.get("run_id") or run_dir.name)
-    kind = str(run.get("kind") or "train")
-    protocol = run.get("protocol") or scores.get("protocol")
-    model = run.get("model")
-    if isinstance(model, dict):  # a model given as {"name": ..., kwargs}: keep its name for the table
-        model = model.get("name")
+        raise AbawError("scores.json must hold a JSON object", path=scores_path)
+    protocol = info.protocol or scores.get("protocol")
     row = {
-        "run_id": run_id,
-        "kind": kind,
-        "created": run.get("created"),
-        "recorded": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": run.get("git_commit"),
+        "run_id": info.run_id,
+        "kind": info.kind,
+        "created": info.created,
+        "recorded": now(),
+        "git_commit": info.git_commit,
         "config_json": json.dumps(config, sort_keys=True, default=str),
-        "config_hash": str(run.get("config_hash") or config_hash(config)),
-        "data_root": None if run.get("data_root") is None else str(run.get("data_root")),
-        "dataset_fingerprint": run.get("dataset_fingerprint"),
+        # the hash of config.json, so the column means the same for every run kind and every run folder's age
+        "config_hash": config_hash(config) if config_path.is_file() else (info.config_hash or config_hash({})),
+        "data_root": info.data_root,
+        "dataset_fingerprint": info.dataset_fingerprint,
         "protocol": protocol,
-        "tracks": json.dumps(_as_list(run.get("tracks"))),
-        "streams": json.dumps(_as_list(run.get("streams"))),
-        "model": None if model is None else str(model),
-        "n_params": _int_or_none(run.get("n_params"), run_dir / "run.json", "n_params"),
-        "train_seconds": _float_or_none(run.get("train_seconds")),
-        "status": run.get("status"),
-        "members": json.dumps(_as_list(run.get("members"))),
+        "tracks": json.dumps(info.tracks),
+        "streams": json.dumps(info.streams),
+        "model": info.model,
+        "n_params": info.n_params,
+        "train_seconds": info.train_seconds,
+        "status": info.status,
+        "members": json.dumps(info.members or []),
         "run_dir": str(run_dir.resolve()),
     }
     split = str(scores.get("split") or "validation")
     score_rows = []
     tracks = scores.get("tracks") or {}
     if not isinstance(tracks, dict):
-        raise AbawError("scores.json: 'tracks' must map each track to its scores", path=run_dir / "scores.json")
+        raise AbawError("scores.json: 'tracks' must map each track to its scores", path=scores_path)
     for track, result in tracks.items():
         if not isinstance(result, dict):
-            raise AbawError(f"scores.json: track {track!r} must hold a JSON object", path=run_dir / "scores.json")
+            raise AbawError(f"scores.json: track {track!r} must hold a JSON object", path=scores_path)
         components = {k: v for k, v in result.items() if k != "score"}
-        score_rows.append((str(track), split, scores.get("protocol") or protocol, _float_or_none(result.get("score")),
+        score_rows.append((str(track), split, scores.get("protocol") or protocol, float_or_none(result.get("score")),
                            json.dumps(components, sort_keys=True, default=str)))
     return row, score_rows
 
@@ -293,11 +246,15 @@ def query_entries(db_path: str | Path | None = None, track: str | None = None, p
     sql += " ORDER BY s.track, s.run_id"
     with connect(db_path, create=False) as conn:
         rows = conn.execute(sql, params).fetchall()
-    return [Entry(run_id=r[0], track=r[1], split=r[2], protocol=r[3], score=r[4], components=json.loads(r[5]),
-                  kind=r[6], created=r[7], git_commit=r[8], config=json.loads(r[9]), config_hash=r[10],
-                  data_root=r[11], dataset_fingerprint=r[12], tracks=json.loads(r[13]), streams=json.loads(r[14]),
-                  model=r[15], n_params=r[16], train_seconds=r[17], status=r[18], members=json.loads(r[19]),
-                  run_dir=r[20]) for r in rows]
+    return [_entry(row) for row in rows]
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    values = dict(row)
+    for column in _JSON_COLUMNS:
+        values[column] = json.loads(values[column])
+    values["config"] = values.pop("config_json")
+    return Entry(**values)
 
 
 def count_runs(db_path: str | Path | None = None) -> int:

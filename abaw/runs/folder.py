@@ -1,37 +1,20 @@
-"""Run folders (docs/design.md section 5): creation, ``run.json``, and recording finished runs."""
+"""Run folders (docs/design.md section 5): creating one, checking one, finishing one and recording it."""
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import importlib.util
-import json
 import logging
 import re
 import secrets
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from abaw.errors import AbawError
 from abaw.fileio import write_json
+from abaw.runs import database
+from abaw.runs.info import RunInfo, write_run_info
 
 log = logging.getLogger(__name__)
-
-PROJECT = Path(__file__).resolve().parents[2]
-
-
-def git_commit() -> str | None:
-    """The commit of the source tree, or None outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def new_run_id(name: str) -> str:
@@ -52,15 +35,6 @@ def create_run_dir(out: str | Path, name: str) -> Path:
     raise AbawError("could not create a new run folder", path=out)
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AbawError("file not found", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise AbawError(f"not valid JSON: {exc.msg}", path=path, line=exc.lineno) from None
-
-
 def check_run_dir(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
@@ -68,22 +42,16 @@ def check_run_dir(run_dir: str | Path) -> Path:
     return run_dir
 
 
-def update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
-    path = Path(run_dir) / "run.json"
-    info = read_json(path) if path.is_file() else {}
-    info.update(fields)
-    write_json(path, info)
-    return info
+def finish_run(run_dir: Path, info: RunInfo, scores: dict[str, Any], **fields: Any) -> None:
+    """Write ``scores.json``, mark ``run.json`` finished (with ``fields`` set) and record the run."""
+    write_json(run_dir / "scores.json", scores)
+    write_run_info(run_dir, info.updated(status="finished", **fields))
+    record_run(run_dir)
 
 
 def record_run(run_dir: Path) -> None:
-    """Record a finished run in the runs database when the registry module exists; skip silently if not."""
-    if importlib.util.find_spec("abaw.runs.database") is None:
-        return
-    registry = importlib.import_module("abaw.runs.database")
-    if not hasattr(registry, "record_run"):
-        return
+    """Record a finished run in the runs database (``$ABAW_DB`` or the default); a failure is logged, not raised."""
     try:
-        registry.record_run(run_dir)
-    except Exception as exc:  # the database is a convenience: a failure must not lose a finished training
+        database.record_run(run_dir)
+    except Exception as exc:  # the database is a convenience: a failure must not lose a finished run
         log.warning("could not record run %s in the runs database: %s", run_dir, exc)

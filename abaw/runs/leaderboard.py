@@ -8,23 +8,22 @@ own tables, marked as reported on the real data.
 from __future__ import annotations
 
 import datetime as _dt
-import html
+import functools
 import json
 import os
-import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import jinja2
 from rich.console import Console
 from rich.table import Table
 
-from abaw.runs import database
 from abaw.fileio import write_text
+from abaw.runs import database
 from abaw.runs.reference_scores import ReferenceScore, reference_scores
 from abaw.tasks import TRACK_TITLES, TRACKS
 
@@ -149,6 +148,10 @@ def _fmt_seconds(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds:.1f}"
 
 
+def _fmt_components(components: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in components.items())
+
+
 def _entry_json(ranked: RankedEntry) -> dict[str, Any]:
     out = ranked.entry.as_dict()
     out["rank"] = ranked.rank
@@ -207,20 +210,12 @@ def render_terminal(board: Leaderboard, console: Console | None = None, top: int
         for name in ("track", "system", "setting", "score", "components", "note"):
             table.add_column(name, justify="right" if name == "score" else "left")
         for ref in board.references:
-            comps = ", ".join(f"{k} {v:g}" for k, v in ref.components.items())
-            table.add_row(ref.track.upper(), ref.system, ref.setting, _fmt_score(ref.score, 3), comps, ref.note)
+            table.add_row(ref.track.upper(), ref.system, ref.setting, _fmt_score(ref.score, 3),
+                          _fmt_components(ref.components), ref.note)
         console.print(table)
 
 
 # ---- HTML ----------------------------------------------------------------------------------------------------------
-
-def _esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _template(name: str) -> str:
-    return resources.files("abaw").joinpath("templates", name).read_text(encoding="utf-8")
-
 
 def _href(path: Path, base: Path | None) -> str:
     """A link to ``path``: relative to the page's folder when possible, so the page and runs can move together."""
@@ -232,66 +227,27 @@ def _href(path: Path, base: Path | None) -> str:
     return path.resolve().as_uri()
 
 
-def _plots(run_dir: str, base: Path | None) -> str:
+def _plots(run_dir: str, base: Path | None) -> list[tuple[str, str]]:
+    """``(link, file name)`` of the run's first plots."""
     folder = Path(run_dir) / "plots"
-    if not folder.is_dir():
-        return ""
-    pngs = sorted(folder.glob("*.png"))[:MAX_PLOTS]
-    if not pngs:
-        return ""
-    items = "".join(f'<a class="plot" href="{_esc(_href(p, base))}"><img loading="lazy" alt="{_esc(p.name)}" '
-                    f'src="{_esc(_href(p, base))}"><span>{_esc(p.name)}</span></a>' for p in pngs)
-    return f'<div class="plots"><h4>Plots</h4>{items}</div>'
+    pngs = sorted(folder.glob("*.png"))[:MAX_PLOTS] if folder.is_dir() else []
+    return [(_href(p, base), p.name) for p in pngs]
 
 
-def _details(e: database.Entry, base: Path | None) -> str:
+def _facts(e: database.Entry) -> list[tuple[str, Any]]:
     facts = [("run folder", e.run_dir), ("created", e.created), ("git commit", e.git_commit),
              ("config hash", e.config_hash), ("data root", e.data_root), ("dataset fingerprint", e.dataset_fingerprint),
              ("tracks", ", ".join(e.tracks)), ("status", e.status)]
     if e.members:
         facts.append(("members", ", ".join(e.members)))
-    dl = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts if v)
-    components = json.dumps(e.components, indent=1, sort_keys=True, default=str)
-    config = json.dumps(e.config, indent=1, sort_keys=True, default=str)
-    return (f'<div class="detail"><div class="facts"><dl>{dl}</dl>'
-            f'<h4>Scores and components</h4><pre class="components">{_esc(components)}</pre></div>'
-            f'<div class="config"><h4>Config</h4><pre>{_esc(config)}</pre></div>{_plots(e.run_dir, base)}</div>')
+    return [(k, v) for k, v in facts if v]
 
 
-def _num_cell(value: Any, text: str, css: str = "num") -> str:
-    data = "" if value is None else f"{float(value):.10g}"
-    return f'<td class="{css}" data-value="{data}">{_esc(text)}</td>'
-
-
-def _group_html(group: Group, base: Path | None) -> str:
-    components = KEY_COMPONENTS.get(group.track, ())
-    head = [("#", "number"), ("run", "text"), ("kind", "text"), ("model", "text"), ("streams", "text"),
-            ("score", "number"), *[(c, "number") for c in components], ("params", "number"), ("train s", "number"),
-            ("created", "text"), ("details", None)]
-    ths = "".join(f'<th data-type="{t}" title="click to sort"{" aria-sort=ascending" if n == "#" else ""}>{_esc(n)}'
-                  f'</th>' if t else f"<th>{_esc(n)}</th>" for n, t in head)
-    rows = []
-    for ranked in group.entries:
-        e = ranked.entry
-        cells = [_num_cell(ranked.rank, str(ranked.rank)), f'<td class="run">{_esc(e.run_id)}</td>',
-                 f"<td>{_esc(e.kind)}</td>", f"<td>{_esc(e.model or '—')}</td>",
-                 f"<td>{_esc('+'.join(e.streams) or '—')}</td>",
-                 _num_cell(e.score, _fmt_score(e.score), "num score"),
-                 *[_num_cell(_numeric(e.components.get(c)), _fmt_score(e.components.get(c))) for c in components],
-                 _num_cell(e.n_params, _fmt_params(e.n_params)),
-                 _num_cell(e.train_seconds, _fmt_seconds(e.train_seconds)),
-                 f'<td class="time" data-value="{_esc(e.created or "")}">{_esc(_fmt_time(e.created))}</td>',
-                 '<td><button type="button" class="toggle" aria-expanded="false">details</button></td>']
-        # The details row follows its run's row; sorting moves the pair together.
-        rows.append(f'<tr data-run="{_esc(e.run_id)}" class="run-row kind-{_esc(e.kind)}">{"".join(cells)}</tr>'
-                    f'<tr class="detail-row" hidden><td colspan="{len(head)}">{_details(e, base)}</td></tr>')
-    roots = ", ".join(group.data_roots) or "unknown"
-    return (f'<section class="group" data-track="{_esc(group.track)}">'
-            f"<h2>{_esc(group.title)}</h2>"
-            f'<p class="meta">dataset fingerprint <code>{_esc(group.dataset_fingerprint or "unknown")}</code> · '
-            f"data root {_esc(roots)} · {len(group.entries)} entries · ranked only against runs on this dataset</p>"
-            f'<table class="board" id="board-{_esc(group.key)}" data-track="{_esc(group.track)}">'
-            f"<thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>")
+def _group_head(track: str) -> list[tuple[str, str | None]]:
+    """The columns of a group's table and their sort type (None: not sortable)."""
+    return [("#", "number"), ("run", "text"), ("kind", "text"), ("model", "text"), ("streams", "text"),
+            ("score", "number"), *[(c, "number") for c in KEY_COMPONENTS.get(track, ())], ("params", "number"),
+            ("train s", "number"), ("created", "text"), ("details", None)]
 
 
 def _numeric(value: Any) -> float | None:
@@ -301,46 +257,31 @@ def _numeric(value: Any) -> float | None:
         return None
 
 
-def _references_html(references: list[ReferenceScore]) -> str:
-    if not references:
-        return ""
-    parts = ['<section class="references"><h2>Published scores</h2><p class="meta">Reported in the papers and '
-             "challenge reports on the <strong>real Aff-Wild / Aff-Wild2</strong> data (validation or test set as "
-             "stated). They are not comparable with runs on other data, such as the synthetic set, and are not "
-             "ranked with them.</p>"]
-    for track in TRACKS:
-        refs = [r for r in references if r.track == track]
-        if not refs:
-            continue
-        head = "".join(f'<th data-type="{t}" title="click to sort">{n}</th>' for n, t in
-                       (("system", "text"), ("setting", "text"), ("protocol", "text"), ("score", "number"),
-                        ("components", "text"), ("note", "text"), ("data", "text")))
-        rows = "".join(
-            f'<tr class="reference"><td>{_esc(r.system)}</td><td>{_esc(r.setting)}</td><td>{_esc(r.protocol)}</td>'
-            f"{_num_cell(r.score, _fmt_score(r.score, 3))}"
-            f"<td>{_esc(', '.join(f'{k} {v:g}' for k, v in r.components.items()))}</td><td>{_esc(r.note)}</td>"
-            f'<td><span class="badge">reported · {_esc(r.dataset)}</span></td></tr>' for r in refs)
-        parts.append(f'<h3>{_esc(track.upper())} · {_esc(TRACK_TITLES[track])}</h3>'
-                     f'<table class="board reference" id="reference-{track}" data-track="{track}">'
-                     f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-    parts.append("</section>")
-    return "".join(parts)
+def _data_value(value: Any) -> str:
+    """A numeric cell's sort key (empty when it has no number)."""
+    return "" if value is None else f"{float(value):.10g}"
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("abaw", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(
+        score=_fmt_score, params=_fmt_params, seconds=_fmt_seconds, time=_fmt_time, numeric=_numeric,
+        data_value=_data_value, pretty=lambda obj: json.dumps(obj, indent=1, sort_keys=True, default=str),
+        components=_fmt_components)
+    env.globals.update(facts=_facts, group_head=_group_head, key_components=KEY_COMPONENTS, tracks=TRACKS,
+                       track_titles=TRACK_TITLES)
+    return env
 
 
 def render_html(board: Leaderboard, html_path: str | Path | None = None, title: str = "abaw leaderboard") -> str:
     """A self-contained page (inline CSS and JS, no network). Links to plots are relative to ``html_path``'s folder."""
     base = Path(html_path).resolve().parent if html_path is not None else None
-    groups = "".join(_group_html(g, base) for g in board.groups) or (
-        '<p class="empty">No scored runs recorded yet.</p>')
-    nav = "".join(f'<li><a href="#board-{_esc(g.key)}">{_esc(g.title)}</a> ({len(g.entries)})</li>'
-                  for g in board.groups)
     generated = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    values = {"css": _template("leaderboard.css"), "js": _template("leaderboard.js"), "title": _esc(title),
-              "generated": _esc(generated), "nav": nav, "groups": groups,
-              "references": _references_html(board.references)}
-    # One pass over the template only, so text from configs can never be taken for a placeholder.
-    page = re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], _template("leaderboard.html"))
-    return page
+    return _environment().get_template("leaderboard.html").render(
+        title=title, generated=generated, groups=board.groups, references=board.references,
+        plots=lambda run_dir: _plots(run_dir, base))
 
 
 def write_html(board: Leaderboard, path: str | Path, title: str = "abaw leaderboard") -> Path:

@@ -1,5 +1,5 @@
 """Reading run folders (docs/design.md section 5): predictions, embeddings, labels of their frames, and writing the
-run folders of derived runs (temporal models, ensembles).
+outputs of derived runs (temporal models, ensembles).
 
 Frame sets of several runs are aligned strictly: a video missing in one run, or a different frame set, is an
 :class:`~abaw.errors.AbawError` naming the run and the video, never a silent misalignment.
@@ -7,9 +7,6 @@ Frame sets of several runs are aligned strictly: a video missing in one run, or 
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +16,9 @@ import pandas as pd
 
 from abaw import tasks
 from abaw.errors import AbawError
-from abaw.fileio import atomic_path, write_json
-from abaw.runs.folder import git_commit, record_run
+from abaw.fileio import atomic_path
+from abaw.inference import decide
+from abaw.runs.info import RunInfo, read_json, read_run_info
 
 KEY_COLUMNS = ("name", "frame")
 
@@ -35,36 +33,26 @@ def track_columns(track: str, protocol: str | tasks.Protocol | None = None) -> l
     return tasks.au_columns(protocol)
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise AbawError("file not found", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise AbawError(f"not valid JSON: {exc.msg}", path=path, line=exc.lineno) from None
-
-
 @dataclass
 class Run:
     """A run folder and its metadata."""
 
     path: Path
-    info: dict[str, Any] = field(default_factory=dict)
+    info: RunInfo
     config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
-        return str(self.info.get("run_id") or self.path.name)
+        return self.info.run_id or self.path.name
 
     @property
     def protocol(self) -> str:
-        return str(self.info.get("protocol") or self.config.get("protocol") or tasks.DEFAULT_PROTOCOL)
+        return str(self.info.protocol or self.config.get("protocol") or tasks.DEFAULT_PROTOCOL)
 
     @property
     def data_root(self) -> str | None:
         data = self.config.get("data")
-        return (self.info.get("data_root") or self.config.get("data_root")
+        return (self.info.data_root or self.config.get("data_root")
                 or (data.get("root") if isinstance(data, dict) else None))
 
     def predictions_path(self, split: str) -> Path:
@@ -97,7 +85,7 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise AbawError("run folder not found", path=path)
-    info = read_json(path / "run.json") if (path / "run.json").is_file() else {}
+    info = read_run_info(path) if (path / "run.json").is_file() else RunInfo(run_id=path.name)
     config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
     return Run(path=path, info=info, config=config)
 
@@ -241,68 +229,7 @@ def labels_for_rows(keys: pd.DataFrame, labels: dict[str, np.ndarray], track: st
     return out
 
 
-def valid_rows(track: str, true: np.ndarray) -> np.ndarray:
-    """Rows whose label is valid (the reader's rule)."""
-    from abaw.data.affwild2 import valid_mask
-
-    return np.asarray(valid_mask(track, true), dtype=bool)
-
-
-# ---- decoding and scoring ------------------------------------------------------------------------------------
-
-
-def decode(track: str, values: np.ndarray, thresholds: np.ndarray | float = 0.5) -> np.ndarray:
-    """Turn a track's outputs into what the metric takes: VA clipped, EXPR class indices, AU 0/1."""
-    track = tasks.check_track(track)
-    if track == "va":
-        return np.clip(values, -1.0, 1.0)
-    if track == "expr":
-        return np.asarray(values).argmax(axis=1)
-    return (np.asarray(values) >= np.asarray(thresholds)).astype(np.int64)
-
-
-def score(track: str, values: np.ndarray, true: np.ndarray, protocol: str | None = None,
-          thresholds: np.ndarray | float = 0.5) -> dict[str, Any]:
-    """Official score of a track's outputs against labels (``abaw.metrics.score_track``)."""
-    from abaw.metrics import score_track
-
-    true = true.reshape(len(true)) if tasks.check_track(track) == "expr" else true
-    return score_track(track, decode(track, values, thresholds), true, protocol)
-
-
 # ---- writing derived runs ------------------------------------------------------------------------------------
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def dataset_fingerprint(data_root: str | Path | None) -> str | None:
-    if data_root is None:
-        return None
-    try:
-        from abaw.data.affwild2 import dataset_fingerprint as fingerprint
-    except ImportError:
-        return None
-    return fingerprint(data_root)
-
-
-def run_info(run_id: str, kind: str, config: dict[str, Any], *, data_root: str | Path | None, protocol: str,
-             tracks: list[str], model: str, n_params: int = 0, train_seconds: float = 0.0,
-             members: list[str] | None = None, streams: list[str] | None = None,
-             status: str = "running") -> dict[str, Any]:
-    """The ``run.json`` record of docs/design.md section 5."""
-    info: dict[str, Any] = {
-        "run_id": run_id, "kind": kind, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(), "config_hash": config_hash(config),
-        "data_root": str(Path(data_root).resolve()) if data_root else None,
-        "dataset_fingerprint": dataset_fingerprint(data_root), "protocol": protocol, "tracks": tracks,
-        "streams": streams or [], "model": model, "n_params": int(n_params), "train_seconds": float(train_seconds),
-        "status": status,
-    }
-    if members is not None:
-        info["members"] = members
-    return info
 
 
 def write_predictions(run_dir: Path, split: str, keys: pd.DataFrame, columns: dict[str, np.ndarray]) -> Path:
@@ -321,7 +248,7 @@ def write_results(run_dir: Path, split: str, track: str, keys: pd.DataFrame, val
     """Result files of one track under ``results/<split>/`` (``abaw.results.write_result_folder``)."""
     from abaw.results import write_result_folder
 
-    decoded = decode(track, values, thresholds)
+    decoded = decide(track, values, thresholds)
     decoded = decoded.reshape(len(decoded), -1).astype(np.float64)
     names = keys["name"].to_numpy(dtype=str)
     frames = keys["frame"].to_numpy(dtype=np.int64)
@@ -335,10 +262,3 @@ def write_results(run_dir: Path, split: str, track: str, keys: pd.DataFrame, val
     out = run_dir / "results" / split
     write_result_folder(out, track, preds, protocol)
     return out
-
-
-def finish_run(run_dir: Path, info: dict[str, Any], scores: dict[str, Any]) -> None:
-    """Write ``scores.json``, mark ``run.json`` finished and record the run."""
-    write_json(run_dir / "scores.json", scores)
-    write_json(run_dir / "run.json", {**info, "status": "finished"})
-    record_run(run_dir)

@@ -6,7 +6,6 @@ outputs evaluate it. The result is a run folder of kind ``temporal`` (docs/desig
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -20,98 +19,30 @@ import torch.nn.functional as F
 
 from abaw import tasks
 from abaw.errors import AbawError
-from abaw.fileio import append_jsonl, atomic_path, write_json
+from abaw.fileio import append_jsonl, write_json
+from abaw.inference import activate, score
+from abaw.runs.folder import finish_run
+from abaw.runs.info import config_hash, new_run_info, read_json, read_run_info, write_run_info
 from abaw.runs.outputs import (
     Run,
-    config_hash,
-    finish_run,
     labels_for_rows,
     load_labels,
     load_run,
-    read_json,
-    run_info,
-    score,
     split_frame_counts,
     track_columns,
     video_slices,
     write_predictions,
     write_results,
 )
+from abaw.temporal.config import DEFAULTS as DEFAULTS  # re-exported: the config lives in temporal/config.py
+from abaw.temporal.config import load_config as load_config
 from abaw.temporal.model import TemporalStatModel
-from abaw.temporal.stats import BLOCKS, block_windows, carry_index, check_stats, video_block_stats
+from abaw.temporal.stats import block_windows, carry_index, video_block_stats
+from abaw.train.checkpoint import load_checkpoint, save_checkpoint
+from abaw.train.fitting import cpu_copy, epoch_line, num_threads, optimizer_step, pick_device
+from abaw.train.losses import ccc_loss
 
 log = logging.getLogger(__name__)
-
-#: Every config key and its default. ``inputs``/``tasks`` None = every track the source run predicts.
-DEFAULTS: dict[str, Any] = {
-    "name": "cnu_adl_temporal",
-    "block": 16,
-    "stats": ["max", "min", "mean"],
-    "quantiles": [],
-    "inputs": None,
-    "tasks": None,
-    "use_embedding": "auto",  # true, false, or "auto" (when the source run has embeddings)
-    "face_frames_only": True,  # blocks skip frames without a face crop (when the data root has crops)
-    "variant": "mlp",  # mlp or bilstm
-    "hidden": 256,
-    "lstm_hidden": 32,
-    "dropout": 0.3,
-    "aux_weight": 0.5,
-    "epochs": 30,
-    "patience": 8,
-    "batch_size": 256,
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "seed": 0,
-    "device": None,  # None = cuda when available, else cpu
-    # torch CPU threads while fitting; the model is small, and on a busy machine more threads only wait on each
-    # other (measured: a BiLSTM step 26x slower with 2 threads than with 1 on a loaded 2-core machine). None = torch's
-    "threads": 1,
-}
-
-
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults, then the JSON preset at ``path``, then ``overrides``; unknown keys and bad values are errors."""
-    config = copy.deepcopy(DEFAULTS)
-    sources: list[tuple[dict[str, Any], Path | None]] = []
-    if path is not None:
-        sources.append((read_json(Path(path)), Path(path)))
-    if overrides:
-        sources.append((overrides, None))
-    for data, where in sources:
-        for key, value in data.items():
-            if key not in DEFAULTS:
-                raise AbawError(f"unknown temporal config key {key!r}; known: {', '.join(DEFAULTS)}", path=where)
-            config[key] = value
-    _check(config, path)
-    return config
-
-
-def _check(config: dict[str, Any], path: str | Path | None) -> None:
-    try:
-        check_stats(tuple(config["stats"]), tuple(config["quantiles"]))
-    except ValueError as exc:
-        raise AbawError(str(exc), path=path) from None
-    if not isinstance(config["block"], int) or config["block"] < 1:
-        raise AbawError(f"block must be a positive integer (the paper uses {BLOCKS}), got {config['block']!r}",
-                        path=path)
-    if config["variant"] not in ("mlp", "bilstm"):
-        raise AbawError(f"variant must be mlp or bilstm, got {config['variant']!r}", path=path)
-    if config["use_embedding"] not in (True, False, "auto"):
-        raise AbawError(f"use_embedding must be true, false or \"auto\", got {config['use_embedding']!r}", path=path)
-    for key in ("inputs", "tasks"):
-        for track in config[key] or []:
-            if track not in tasks.TRACKS:
-                raise AbawError(f"{key} lists unknown track {track!r}; choose from {', '.join(tasks.TRACKS)}",
-                                path=path)
-    if not isinstance(config["face_frames_only"], bool):
-        raise AbawError(f"face_frames_only must be true or false, got {config['face_frames_only']!r}", path=path)
-    if config["threads"] is not None and (not isinstance(config["threads"], int) or config["threads"] < 1):
-        raise AbawError(f"threads must be a positive integer or null, got {config['threads']!r}", path=path)
-    for key in ("hidden", "lstm_hidden", "epochs", "batch_size"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise AbawError(f"{key} must be a positive integer, got {config[key]!r}", path=path)
-
 
 # ---- data ----------------------------------------------------------------------------------------------------
 
@@ -198,19 +129,12 @@ def _embeddings(source: Run, split: str, df: pd.DataFrame) -> np.ndarray:
 # ---- training ------------------------------------------------------------------------------------------------
 
 
-def _ccc_loss(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    pm, tm = pred.mean(0), true.mean(0)
-    pv, tv = pred.var(0, unbiased=False), true.var(0, unbiased=False)
-    cov = ((pred - pm) * (true - tm)).mean(0)
-    return (1 - 2 * cov / (pv + tv + (pm - tm) ** 2 + 1e-8)).mean()
-
-
 def _loss(out: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor], aux_weight: float) -> torch.Tensor:
     total = torch.zeros((), device=next(iter(out.values())).device)
     if "va" in tgt:
         ok = (tgt["va"] > tasks.VA_INVALID).all(dim=1)
         if ok.sum() >= 2:
-            total = total + _ccc_loss(out["va"][ok], tgt["va"][ok])
+            total = total + ccc_loss(out["va"][ok], tgt["va"][ok])
     if "expr" in tgt:
         y = tgt["expr"].reshape(-1).long()
         ok = y >= 0
@@ -233,11 +157,7 @@ def _outputs(model: TemporalStatModel, data: SplitData, device: torch.device, ba
         for s in range(0, len(data.x), batch):
             out = model(*_inputs(data, slice(s, s + batch), device))
             for key, val in out.items():
-                if key == "expr":
-                    val = val.softmax(dim=1)
-                elif key == "au":
-                    val = val.sigmoid()
-                chunks.setdefault(key, []).append(val.cpu().numpy())
+                chunks.setdefault(key, []).append(activate(key, val).cpu().numpy())
     return {k: np.concatenate(v) for k, v in chunks.items() if k != "aux"}
 
 
@@ -287,21 +207,17 @@ def fit_temporal(source_dir: str | Path, config: dict[str, Any], data_root: str 
     resolved = {**config, "inputs": inputs, "tasks": task_list, "use_embedding": use_embedding,
                 "source": source.run_id, "source_dir": str(source.path.resolve()), "protocol": protocol,
                 "data_root": str(Path(data_root).resolve())}
-    # threads, device and where the source lies change how fast or where, not what is fitted: out of the identity
-    identity = {k: v for k, v in resolved.items() if k not in ("threads", "device", "source_dir")}
-    run_id = f"temporal-{config['variant']}-{source.run_id}-{config_hash(identity)[:8]}"
+    # config_hash leaves out threads, device and where the source and the data lie; a fit on another data root is
+    # not reused
+    run_id = f"temporal-{config['variant']}-{source.run_id}-{config_hash(resolved)[:8]}"
     run_dir = Path(out_dir) / run_id
-    if not force and (run_dir / "run.json").is_file() and read_json(run_dir / "run.json").get("status") == "finished":
+    done = read_run_info(run_dir) if (run_dir / "run.json").is_file() else None
+    if not force and done and done.status == "finished" and done.data_root == resolved["data_root"]:
         log.info("temporal run %s is already finished; reusing it (--force retrains)", run_dir)
         return run_dir
 
-    threads = torch.get_num_threads()
-    if config["threads"]:
-        torch.set_num_threads(int(config["threads"]))
-    try:
+    with num_threads(config["threads"]):
         return _fit(source, config, resolved, run_id, run_dir, data_root, protocol, inputs, task_list, use_embedding)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _make_model(config: dict[str, Any], x_dim: int, protocol: str, inputs: list[str], task_list: list[str]
@@ -330,7 +246,7 @@ def predict_temporal(run_dir: str | Path, split: str = "test") -> Path:
                         f"`abaw evaluate {source.path} --split {split}`", path=source.predictions_path(split))
     data = build_split(source, split, config, config["data_root"], protocol, inputs, task_list,
                        bool(config["use_embedding"]))
-    ckpt = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     data.x = ((data.x - ckpt["feature_mean"].numpy()) / ckpt["feature_std"].numpy()).astype(np.float32)
     model = _make_model(config, data.x.shape[1], protocol, inputs, task_list)
     model.load_state_dict(ckpt["model"])
@@ -348,7 +264,7 @@ def _fit(source: Run, config: dict[str, Any], resolved: dict[str, Any], run_id: 
          data_root: str | Path, protocol: str, inputs: list[str], task_list: list[str], use_embedding: bool) -> Path:
     torch.manual_seed(int(config["seed"]))
     rng = np.random.default_rng(int(config["seed"]))
-    device = torch.device(config["device"] or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(config["device"])
     log.info("temporal: loading %s outputs of run %s", "/".join(inputs), source.run_id)
     train = build_split(source, "train", config, data_root, protocol, inputs, task_list, use_embedding)
     val = build_split(source, "validation", config, data_root, protocol, inputs, task_list, use_embedding)
@@ -362,11 +278,11 @@ def _fit(source: Run, config: dict[str, Any], resolved: dict[str, Any], run_id: 
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     write_json(run_dir / "config.json", resolved)
     n_params = sum(p.numel() for p in model.parameters())
-    info = run_info(run_id, "temporal", resolved, data_root=data_root, protocol=protocol, tracks=task_list,
-                    model=f"cnu_adl_temporal_{config['variant']}", n_params=n_params, members=None,
-                    streams=list(source.info.get("streams") or []))
-    info["source"] = source.run_id
-    write_json(run_dir / "run.json", info)
+    info = new_run_info(run_id, "temporal", resolved, data_root=data_root, protocol=protocol, tracks=task_list,
+                        model=f"cnu_adl_temporal_{config['variant']}", n_params=n_params, members=None,
+                        streams=source.info.streams)
+    info.source = source.run_id
+    write_run_info(run_dir, info)
 
     labelled = np.zeros(len(train.x), dtype=bool)
     for track, true in train.targets.items():
@@ -386,27 +302,26 @@ def _fit(source: Run, config: dict[str, Any], resolved: dict[str, Any], run_id: 
             loss = _loss(out, {t: v[rows].to(device) for t, v in tgt_all.items()}, float(config["aux_weight"]))
             if not loss.requires_grad:
                 continue
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            optimizer_step(loss, opt)
             losses.append(loss.item())
         val_scores = _scores(_outputs(model, val, device), val, protocol)
         sel = float(np.mean([s["score"] for s in val_scores.values()])) if val_scores else -float(np.mean(losses))
-        append_jsonl(run_dir / "metrics.jsonl", {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
-                                                "validation": {t: s["score"] for t, s in val_scores.items()},
-                                                "selection": sel})
-        if sel > best_sel + 1e-6:
-            best_sel, best_state, bad_epochs = sel, copy.deepcopy(model.state_dict()), 0
+        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
+                  "validation": {t: s["score"] for t, s in val_scores.items()}, "selection": sel}
+        append_jsonl(run_dir / "metrics.jsonl", record)
+        improved = sel > best_sel + 1e-6  # selection: mean validation score of the tasks (else minus the loss)
+        log.info(epoch_line(epoch, record, improved, prefix="temporal epoch"))
+        if improved:
+            best_sel, best_state, bad_epochs = sel, cpu_copy(model.state_dict()), 0
         else:
             bad_epochs += 1
             if bad_epochs >= int(config["patience"]):
                 break
     train_seconds = time.perf_counter() - t0
-    best_state = best_state if best_state is not None else copy.deepcopy(model.state_dict())
+    best_state = best_state if best_state is not None else cpu_copy(model.state_dict())
     model.load_state_dict(best_state)
-    with atomic_path(run_dir / "checkpoints" / "best.pt") as tmp:
-        torch.save({"model": best_state, "feature_mean": torch.from_numpy(mean),
-                    "feature_std": torch.from_numpy(std), "config": resolved}, tmp)
+    save_checkpoint(run_dir / "checkpoints" / "best.pt", {"model": best_state, "feature_mean": torch.from_numpy(mean),
+                                                         "feature_std": torch.from_numpy(std), "config": resolved})
 
     val_scores = {}
     for split, data in (("train", train), ("validation", val)):
@@ -422,7 +337,7 @@ def _fit(source: Run, config: dict[str, Any], resolved: dict[str, Any], run_id: 
                 rows = data.keys["name"].isin(list(data.n_frames[track])).to_numpy()
                 write_results(run_dir, split, track, data.keys[rows], outputs[track][rows], data.n_frames[track],
                               protocol)
-    finish_run(run_dir, {**info, "train_seconds": train_seconds},
-               {"split": "validation", "protocol": protocol, "tracks": val_scores})
+    finish_run(run_dir, info, {"split": "validation", "protocol": protocol, "tracks": val_scores},
+               train_seconds=train_seconds)
     log.info("temporal run %s: %s", run_id, ", ".join(f"{t} {s['score']:.4f}" for t, s in val_scores.items()))
     return run_dir

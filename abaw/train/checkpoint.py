@@ -88,7 +88,8 @@ def model_from_config(cfg: dict[str, Any], for_checkpoint: bool = False) -> nn.M
 
 def load_model(run_dir: str | Path, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:
     """The trained model of a run folder (``best`` or ``last`` checkpoint) in eval mode, and its resolved config."""
-    from abaw.runs.folder import check_run_dir, read_json
+    from abaw.runs.folder import check_run_dir
+    from abaw.runs.info import read_json
 
     run_dir = check_run_dir(run_dir)
     cfg = read_json(run_dir / "config.json")

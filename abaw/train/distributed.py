@@ -14,15 +14,6 @@ def world_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def pick_device(requested: str | None = None) -> torch.device:
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        _, _, local = world_info()
-        return torch.device("cuda", local)
-    return torch.device("cpu")
-
-
 def init(device: torch.device) -> bool:
     """Join the process group when started by torchrun; return whether training is distributed."""
     _, world, _ = world_info()

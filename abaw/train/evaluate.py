@@ -1,5 +1,6 @@
-"""Prediction over a split, official scores, and ``evaluate_run``: predictions table, embeddings, result files,
-scores JSON and plots of a trained run (docs/design.md section 5)."""
+"""Official scores of a split's per-frame outputs, and ``evaluate_run``: predictions table, embeddings, result
+files, scores JSON and plots of a trained run (docs/design.md section 5). The outputs and decisions come from
+:mod:`abaw.inference`, as for ``abaw predict``; the training loop imports this module, never the reverse."""
 
 from __future__ import annotations
 
@@ -10,72 +11,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
-from abaw.data.sequences import SequenceDataset, SequenceVideo, eval_batches, make_windows
+from abaw.data.sequences import SequenceVideo
 from abaw.errors import AbawError
 from abaw.fileio import atomic_path, save_npy, write_json
-from abaw.tasks import INVALID, VA_NAMES, au_columns, expr_columns, get_protocol
+from abaw.inference import batch_size as eval_batch_size
+from abaw.inference import decide, load_run_model, make_loader, predict_videos, score, window_length
+from abaw.runs.outputs import track_columns
+from abaw.tasks import INVALID, get_protocol
 
 log = logging.getLogger(__name__)
-
-OUTPUT_TASKS = ("va", "expr", "au")
-
-
-def to_device(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    return obj
-
-
-def activate(task: str, out: torch.Tensor) -> torch.Tensor:
-    """Model output -> prediction: VA as is (tanh already), EXPR softmax probabilities, AU sigmoid probabilities."""
-    if task == "expr":
-        return torch.softmax(out.float(), dim=-1)
-    if task == "au":
-        return torch.sigmoid(out.float())
-    return out.float()
-
-
-@torch.inference_mode()
-def predict_videos(model: nn.Module, videos: list[SequenceVideo], loader: Any, duration: int, batch_size: int,
-                   tasks: Sequence[str], device: torch.device, amp: str | None = None,
-                   embeddings: bool = True, progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
-    """Per-frame outputs of every video: ``{name: {"va": (n, 2), "expr": (n, C) probs, "au": (n, A) probs,
-    "embedding": (n, F)}}``; windows tile each video, so every frame is predicted exactly once."""
-    from tqdm import tqdm
-
-    windows = make_windows(videos, duration)
-    dataset = SequenceDataset(videos, windows, duration, tasks, loader)
-    dl = DataLoader(dataset, batch_sampler=eval_batches(len(dataset), batch_size), num_workers=0,
-                    generator=torch.Generator())
-    was_training = model.training
-    model.eval()
-    out: dict[str, dict[str, np.ndarray]] = {}
-    try:
-        for batch in tqdm(dl, desc="predict", leave=False, disable=not progress):
-            inputs = to_device(batch["inputs"], device)
-            mask = batch["mask"].to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-                result = model(inputs, mask)
-            keys = [t for t in tasks if t in result] + (["embedding"] if embeddings and "embedding" in result else [])
-            arrays = {k: (activate(k, result[k]) if k in OUTPUT_TASKS else result[k].float()).cpu().numpy()
-                      for k in keys}
-            for row, (vi, start) in enumerate(batch["window"].tolist()):
-                video = videos[vi]
-                n = int(batch["mask"][row].sum())
-                store = out.setdefault(video.name, {})
-                for k, a in arrays.items():
-                    if k not in store:
-                        store[k] = np.full((video.n_frames,) + a.shape[2:], np.nan, np.float32)
-                    store[k][start:start + n] = a[row, :n]
-    finally:
-        model.train(was_training)
-    return out
 
 
 def true_labels(video: SequenceVideo, task: str) -> np.ndarray:
@@ -85,26 +30,15 @@ def true_labels(video: SequenceVideo, task: str) -> np.ndarray:
     return lab[:, 0].astype(np.int64) if task == "expr" else lab
 
 
-def decide(task: str, pred: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Per-frame probabilities -> the decisions the official metrics take."""
-    if task == "expr":
-        return pred.argmax(axis=1)
-    if task == "au":
-        return (pred >= threshold).astype(np.int64)
-    return pred
-
-
 def score_predictions(preds: dict[str, dict[str, np.ndarray]], videos: list[SequenceVideo], tasks: Sequence[str],
                       protocol: str) -> dict[str, Any]:
     """Official scores per task over all frames of all videos; ``score`` is their sum (the multi-task sum of the
     ABAW 2022 multi-task challenge for several tasks, the track's score for one)."""
-    from abaw.metrics import score_track
-
     per_task: dict[str, dict[str, Any]] = {}
     for task in tasks:
-        pred = np.concatenate([decide(task, preds[v.name][task]) for v in videos])
+        values = np.concatenate([preds[v.name][task] for v in videos])
         true = np.concatenate([true_labels(v, task) for v in videos])
-        per_task[task] = score_track(task, pred, true, protocol)
+        per_task[task] = score(task, values, true, protocol)
     return {"score": float(sum(float(s["score"]) for s in per_task.values())), "tracks": per_task}
 
 
@@ -115,12 +49,8 @@ def predictions_table(preds: dict[str, dict[str, np.ndarray]], videos: list[Sequ
     for video in videos:
         p = preds[video.name]
         cols: dict[str, Any] = {"name": video.name, "frame": np.arange(1, video.n_frames + 1, dtype=np.int64)}
-        if "va" in tasks:
-            cols.update({c: p["va"][:, i] for i, c in enumerate(VA_NAMES)})
-        if "expr" in tasks:
-            cols.update({c: p["expr"][:, i] for i, c in enumerate(expr_columns(protocol))})
-        if "au" in tasks:
-            cols.update({c: p["au"][:, i] for i, c in enumerate(au_columns(protocol))})
+        for task in tasks:
+            cols.update({c: p[task][:, i] for i, c in enumerate(track_columns(task, protocol))})
         parts.append(pd.DataFrame(cols))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["name", "frame"])
 
@@ -183,22 +113,18 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
     plots: predictions and result files (``results/test/``), checked like a submission (one line per frame)."""
     from abaw.data.affwild2 import AffWild2
     from abaw.data.sequences import load_videos
-    from abaw.runs.folder import now, record_run, update_run_json
-    from abaw.train.checkpoint import load_model
+    from abaw.runs.folder import record_run
+    from abaw.runs.info import now, update_run_info
     from abaw.train.config import tracks_of
-    from abaw.train.distributed import pick_device
-    from abaw.train.loop import make_loader
 
     if split not in ("train", "validation", "test"):
         raise AbawError(f"unknown split {split!r}; choose train, validation or test")
     run_dir = Path(run_dir)
-    model, cfg = load_model(run_dir, which)
+    model, cfg, device = load_run_model(run_dir, which)
     root = Path(root or cfg["data"]["root"] or "")
     if not root.is_dir():
         raise AbawError("data root does not exist (give --data-root ROOT)", path=root)
     cfg["data"]["root"] = str(root.resolve())
-    device = pick_device(cfg["train"].get("device"))
-    model.to(device)
     tasks = tracks_of(cfg)
     ds = AffWild2(root, protocol=cfg["protocol"])
     if split == "test":
@@ -216,14 +142,13 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
 
         extract_features(cfg, model, batch_size=cfg["data"]["extract_batch_size"], progress=progress)
     loader = make_loader(cfg, model)
-    bs = batch_size or cfg["data"]["eval_batch_size"] or cfg["data"]["batch_size"]
-    preds = predict_videos(model, videos, loader, cfg["data"]["duration"], bs, tasks, device, cfg["train"]["amp"],
-                           progress=progress)
+    preds = predict_videos(model, videos, loader, window_length(cfg), eval_batch_size(cfg, batch_size), tasks, device,
+                           cfg["train"]["amp"], progress=progress)
     if split == "test":
         return _write_test(run_dir, preds, videos, cfg, root, submission)
     scores = score_predictions(preds, videos, tasks, cfg["protocol"])
     write_outputs(run_dir, split, preds, videos, cfg, scores, submission, plots)
-    update_run_json(run_dir, evaluated=now())
+    update_run_info(run_dir, evaluated=now())
     record_run(run_dir)
     return {"split": split, "protocol": get_protocol(cfg["protocol"]).name, "score": scores["score"],
             "tracks": scores["tracks"]}

@@ -132,7 +132,7 @@ def extract_features(cfg: dict[str, Any], model: nn.Module, streams: list[str] |
     """Extract every missing feature file of the config's encoded streams; returns a summary per stream."""
     from tqdm import tqdm
 
-    from abaw.train.distributed import pick_device
+    from abaw.train.fitting import pick_device
 
     root = Path(cfg["data"]["root"])
     names = extractor_names(cfg, model)

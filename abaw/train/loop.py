@@ -6,14 +6,15 @@ on the official score after every epoch (ReduceLROnPlateau / early stopping on i
 exactly where a run stopped: epoch orders are a pure function of (seed, epoch), the steps already done are
 skipped, and the model, optimizer, scheduler and RNG states are restored.
 Under ``torchrun`` it trains with DistributedDataParallel; validation runs once, on rank 0, over the full set.
+The steps it shares with the other training loops (device, mixed precision, optimizer step with clipping, training
+state, progress, the epoch line) come from :mod:`abaw.train.fitting`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,42 +33,33 @@ from abaw.data.sequences import (
     quadrant_weights,
     va_quadrants,
 )
-from abaw.data.stream_inputs import StreamLoader
 from abaw.errors import AbawError
 from abaw.fileio import append_jsonl, write_json, write_text
-from abaw.runs.folder import check_run_dir, create_run_dir, git_commit, now, read_json, record_run, update_run_json
+from abaw.inference import make_loader, predict_videos, to_device
+from abaw.runs.folder import check_run_dir, create_run_dir, record_run
+from abaw.runs.info import config_hash, git_commit, now, read_json, update_run_info
 from abaw.train import distributed as dd
-from abaw.train.checkpoint import load_checkpoint, model_from_config, rng_state, save_checkpoint, set_rng_state, unwrap
-from abaw.train.config import config_hash, tracks_of
-from abaw.train.evaluate import predict_videos, score_predictions, to_device, write_outputs
+from abaw.train.checkpoint import load_checkpoint, model_from_config, save_checkpoint, unwrap
+from abaw.train.config import tracks_of
+from abaw.train.evaluate import score_predictions, write_outputs
+from abaw.train.fitting import (
+    autocast,
+    epoch_line,
+    grad_scaler,
+    num_threads,
+    optimizer_step,
+    pick_device,
+    progress,
+    restore_training_state,
+    seed_everything,
+    show_progress,
+    training_state,
+)
 
 log = logging.getLogger(__name__)
 
 
 # ---- building blocks --------------------------------------------------------------------------------------------
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def model_spec(model: nn.Module) -> dict[str, Any]:
-    model = unwrap(model)
-    return dict(model.input_spec()) if hasattr(model, "input_spec") else {}
-
-
-def make_loader(cfg: dict[str, Any], model: nn.Module) -> StreamLoader:
-    """The stream reader of a config: images/audio (end-to-end) or the feature cache (cached mode)."""
-    data = cfg["data"]
-    extractors = None
-    if data["mode"] == "cached":
-        from abaw.train.extract import extractor_names
-
-        extractors = extractor_names(cfg, unwrap(model))
-    return StreamLoader(data["root"], data["streams"], model_spec(model), mode=data["mode"], extractors=extractors,
-                        audio_window=data["audio_window"], image_size=data["image_size"])
-
 
 def make_optimizer(cfg: dict[str, Any], model: nn.Module) -> torch.optim.Optimizer:
     o = cfg["optim"]
@@ -128,16 +120,15 @@ class Trainer:
                  progress: bool | None = None) -> None:
         self.cfg, self.run_dir, self.resume, self.max_steps = cfg, run_dir, resume, max_steps
         tr = cfg["train"]
-        self.device = dd.pick_device(tr["device"])
+        self.device = pick_device(tr["device"])
         dd.init(self.device)
         self.rank, self.world = dd.rank(), dd.world_size()
         self.main = self.rank == 0
-        if tr["threads"]:
-            torch.set_num_threads(int(tr["threads"]))
         show = tr["progress"] if progress is None else progress
-        self.progress = bool(show and self.main and sys.stderr.isatty())
+        self.progress = show_progress(show, self.main)
         self.tasks = tracks_of(cfg)
         self.amp = tr["amp"]
+        self.scaler = grad_scaler(self.device, self.amp)
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": -1,
                       "bad_epochs": 0, "loss_sum": 0.0, "loss_count": 0, "train_seconds": 0.0}
 
@@ -184,11 +175,8 @@ class Trainer:
     def checkpoint(self, name: str) -> None:
         if not self.main:
             return
-        state = {
-            "format": "abaw-train", "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "rng": rng_state(), "state": dict(self.state), "config_hash": config_hash(self.cfg),
-        }
+        state = training_state(self.model, self.optimizer, self.scheduler, self.scaler, format="abaw-train",
+                               state=dict(self.state), config_hash=config_hash(self.cfg))
         save_checkpoint(self.run_dir / "checkpoints" / f"{name}.pt", state)
 
     def restore(self) -> None:
@@ -196,17 +184,11 @@ class Trainer:
         if ckpt.get("config_hash") != config_hash(self.cfg):
             raise AbawError("config.json changed since the checkpoint was written; cannot resume",
                             path=self.run_dir / "config.json")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scheduler is not None and ckpt["scheduler"] is not None:
-            self.scheduler.load_state_dict(ckpt["scheduler"])
+        restore_training_state(ckpt, self.model, self.optimizer, self.scheduler, self.scaler)
         self.state.update(ckpt["state"])
-        set_rng_state(ckpt["rng"])
         # drop metric lines of epochs the checkpoint does not include (written after it, before a crash)
         path = self.run_dir / "metrics.jsonl"
         if path.is_file():
-            import json
-
             lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
             keep = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= self.state["epoch"]]  # 1-based lines
             write_text(path, "".join(ln + "\n" for ln in keep))
@@ -216,8 +198,6 @@ class Trainer:
     # ---- epochs -----------------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int, writer: Any) -> bool:
         """Train (the rest of) one epoch; return False when stopped early by ``max_steps``."""
-        from tqdm import tqdm
-
         cfg, tr = self.cfg, self.cfg["train"]
         order = epoch_order(len(self.train_set), int(tr["seed"]), epoch, self.weights)
         batches = epoch_batches(order, cfg["data"]["batch_size"], self.rank, self.world)
@@ -225,19 +205,15 @@ class Trainer:
         dl = DataLoader(self.train_set, batch_sampler=batches[skip:], num_workers=cfg["data"]["workers"],
                         generator=torch.Generator(), persistent_workers=False)
         self.net.train()
-        bar = tqdm(dl, total=len(batches) - skip, desc=f"epoch {epoch + 1}", leave=False, disable=not self.progress)
+        bar = progress(dl, self.progress, total=len(batches) - skip, desc=f"epoch {epoch + 1}")
         t0 = time.perf_counter()
         for batch in bar:
             batch = to_device(batch, self.device)
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16"):
+            with autocast(self.device, self.amp):
                 outputs = self.net(batch["inputs"], batch["mask"])
             outputs = {k: v.float() for k, v in outputs.items()}
             loss, parts = compute_loss(self.loss_fn, outputs, batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tr["grad_clip"]:
-                nn.utils.clip_grad_norm_(self.model.parameters(), float(tr["grad_clip"]))
-            self.optimizer.step()
+            optimizer_step(loss, self.optimizer, tr["grad_clip"], self.scaler, self.model.parameters())
             st = self.state
             st["step_in_epoch"] += 1
             st["global_step"] += 1
@@ -296,8 +272,7 @@ class Trainer:
                 writer.add_scalar("val/score", score, epoch + 1)
                 for t, s in record["val"].items():
                     writer.add_scalar(f"val/{t}", s, epoch + 1)
-            log.info("epoch %d: train loss %.4f, validation score %.4f%s", epoch + 1, record["train_loss"], score,
-                     " (best)" if improved else "")
+            log.info(epoch_line(epoch + 1, {k: record[k] for k in ("train_loss", "val_score", "val")}, improved))
             if improved:
                 self.checkpoint("best")
             self.checkpoint("last")
@@ -346,7 +321,7 @@ class Trainer:
         write_outputs(self.run_dir, "validation", preds, self.val_videos, self.cfg, scores)
         from abaw.train.plots import plot_curves
 
-        records = [__import__("json").loads(ln) for ln in
+        records = [json.loads(ln) for ln in
                    (self.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
         plot_curves(self.run_dir / "plots" / "training_curves.png", records)
         self._write_run_json("finished", score=scores["score"])
@@ -369,7 +344,7 @@ class Trainer:
                           dataset_fingerprint=dataset_fingerprint(cfg["data"]["root"]))
         if score is not None:
             fields.update(best_epoch=self.state["best_epoch"] + 1, score=score, finished=now())
-        update_run_json(self.run_dir, **fields)
+        update_run_info(self.run_dir, **fields)
 
 
 def train(cfg: dict[str, Any] | None = None, out: str | Path = "runs", resume: str | Path | None = None,
@@ -392,12 +367,13 @@ def train(cfg: dict[str, Any] | None = None, out: str | Path = "runs", resume: s
         if dd.world_info()[0] == 0:
             run_dir = create_run_dir(out, cfg["name"])
             write_json(run_dir / "config.json", cfg)
-        device = dd.pick_device(cfg["train"]["device"])
+        device = pick_device(cfg["train"]["device"])
         if dd.init(device):
             run_dir = dd.broadcast(str(run_dir) if run_dir else None)
         run_dir = Path(run_dir)
-    trainer = Trainer(cfg, run_dir, resume=resume is not None, max_steps=max_steps, progress=progress)
-    # After a failure no collective teardown: another rank may be inside a collective and would never join it.
-    result = trainer.fit()
+    with num_threads(cfg["train"]["threads"]):
+        trainer = Trainer(cfg, run_dir, resume=resume is not None, max_steps=max_steps, progress=progress)
+        # After a failure no collective teardown: another rank may be inside a collective and would never join it.
+        result = trainer.fit()
     dd.cleanup()
     return result

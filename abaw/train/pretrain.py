@@ -6,8 +6,9 @@ head (tanh, MSE on annotated rows). The best epoch by validation macro F1 is sav
 ``save_backbone_checkpoint``; the face stream of any Aff-Wild2 preset loads it with ``--pretrained_affectnet CKPT``.
 The heads are kept in the checkpoint's meta data (``heads``) but are not needed downstream.
 
-Resumable: after every epoch the full training state goes to ``<out>.state.pt``; a rerun with the same
-configuration continues from it, and a finished checkpoint is skipped unless ``force``.
+Resumable: after every epoch the full training state (:func:`abaw.train.fitting.training_state`) goes to
+``<out>.state.pt``; a rerun with the same configuration continues from it, and a finished checkpoint is skipped
+unless ``force``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,22 @@ from torch.utils.data import DataLoader
 
 from abaw.data.affectnet import AffectNetImages, target_classes
 from abaw.errors import AbawError
-from abaw.fileio import atomic_path
 from abaw.metrics import ccc
+from abaw.train.checkpoint import load_checkpoint, save_checkpoint
+from abaw.train.fitting import (
+    cpu_copy,
+    epoch_line,
+    optimizer_step,
+    pick_device,
+    progress,
+    restore_training_state,
+    show_progress,
+    training_state,
+)
 
 log = logging.getLogger(__name__)
+
+STATE_FORMAT = "abaw-pretrain-state"
 
 
 @dataclass
@@ -88,7 +101,7 @@ def _loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch
 
 
 @torch.no_grad()
-def evaluate(net: PretrainNet, loader: DataLoader, device: str) -> dict[str, float]:
+def evaluate(net: PretrainNet, loader: DataLoader, device: str | torch.device) -> dict[str, float]:
     """Validation accuracy and macro F1 (expression), CCC (valence, arousal) when the VA head exists."""
     net.eval()
     preds, trues, va_p, va_t = [], [], [], []
@@ -123,8 +136,20 @@ def _is_finished(out: Path, cfg: PretrainConfig) -> bool:
     return isinstance(obj, dict) and obj.get("pretrain_config") == cfg.key() and obj.get("epochs") == cfg.epochs
 
 
-def pretrain_affectnet(cfg: PretrainConfig, force: bool = False, stop_after: int | None = None) -> dict[str, Any]:
-    """Pretrain ``cfg.backbone`` on the AffectNet-format root ``cfg.data``; returns a summary dict.
+def _read_state(path: Path) -> dict[str, Any]:
+    """The training state of an interrupted run; an unreadable one is logged and ignored (training starts over)."""
+    try:
+        state = load_checkpoint(path)
+    except AbawError as exc:
+        log.warning("%s; starting over", exc)
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def pretrain_affectnet(cfg: PretrainConfig, force: bool = False, stop_after: int | None = None,
+                       show: bool = True) -> dict[str, Any]:
+    """Pretrain ``cfg.backbone`` on the AffectNet-format root ``cfg.data``; returns a summary dict. ``show`` draws
+    a progress bar over each epoch's batches (on a terminal).
 
     ``stop_after`` (a test hook) ends the run after that epoch, as an interruption would: the state file stays and
     no checkpoint is written."""
@@ -148,7 +173,8 @@ def pretrain_affectnet(cfg: PretrainConfig, force: bool = False, stop_after: int
     val = AffectNetImages(cfg.data, "validation", **common)
     if len(train) == 0:
         raise AbawError("no usable training images", path=cfg.data)
-    net = PretrainNet(backbone, len(classes), "va" in cfg.tasks).to(cfg.device)
+    device = pick_device(cfg.device)
+    net = PretrainNet(backbone, len(classes), "va" in cfg.tasks).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=len(train) >
@@ -157,39 +183,35 @@ def pretrain_affectnet(cfg: PretrainConfig, force: bool = False, stop_after: int
 
     start_epoch, history, best = 1, [], {"f1": -1.0, "epoch": 0, "state": None}
     if state_path.is_file() and not force:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("pretrain_config") == cfg.key():
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
+        state = _read_state(state_path)
+        if state.get("format") == STATE_FORMAT and state.get("pretrain_config") == cfg.key():
+            restore_training_state(state, net, opt)
             gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
             start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
             log.info("resuming %s from epoch %d", state_path, start_epoch)
+    bar = show_progress(show)
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs + 1):
         net.train()
         total, n, epoch_start = 0.0, 0, time.perf_counter()
-        for batch in train_loader:
-            batch = {k: v.to(cfg.device) for k, v in batch.items()}
+        for batch in progress(train_loader, bar, desc=f"pretrain epoch {epoch}"):
+            batch = {k: v.to(device) for k, v in batch.items()}
             loss = _loss(net(batch["image"]), batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(loss, opt)
             total += float(loss.detach()) * len(batch["index"])
             n += len(batch["index"])
-        scores = evaluate(net, val_loader, cfg.device) if len(val) else {}
+        scores = evaluate(net, val_loader, device) if len(val) else {}
         record = {"epoch": epoch, "loss": total / max(n, 1), **{f"val_{k}": v for k, v in scores.items()},
                   "seconds": round(time.perf_counter() - epoch_start, 1)}
         history.append(record)
-        log.info("pretrain epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))
-        f1 = scores.get("f1", -record["loss"])
-        if best["state"] is None or f1 > best["f1"]:
-            best = {"f1": f1, "epoch": epoch,
-                    "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
-        state = {"pretrain_config": cfg.key(), "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
-                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history, "best": best}
-        with atomic_path(state_path) as tmp:
-            torch.save(state, tmp)
+        f1 = scores.get("f1", -record["loss"])  # selection: validation macro F1 (the loss without a validation set)
+        improved = best["state"] is None or f1 > best["f1"]
+        if improved:
+            best = {"f1": f1, "epoch": epoch, "state": cpu_copy(net.state_dict())}
+        log.info(epoch_line(epoch, record, improved, prefix="pretrain epoch"))
+        save_checkpoint(state_path, training_state(net, opt, format=STATE_FORMAT, pretrain_config=cfg.key(),
+                                                   epoch=epoch, generator=gen.get_state(), history=history,
+                                                   best=best))
         if stop_after is not None and epoch >= stop_after and epoch < cfg.epochs:
             return {"out": str(out), "stopped_after": epoch, "history": history}
 

@@ -6,6 +6,7 @@ Memory stays bounded whatever the video's length: frames are yielded as they are
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,11 +26,11 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 @dataclass(frozen=True)
 class VideoMeta:
-    """What the container says about a video (``n_frames`` may be 0 when the container does not know)."""
+    """What the container says about a video, by the rules of :func:`probe` (``n_frames`` is 0 when unknown)."""
 
     n_frames: int
     fps: float
-    width: int
+    width: int  # coded size: a rotated phone video's upright frames have width and height swapped
     height: int
     has_audio: bool
     is_image: bool = False
@@ -61,27 +62,58 @@ def _read_image(path: Path) -> np.ndarray:
     return image
 
 
+#: The frame rate assumed when the container states none (FFmpeg's own default for a stream without one).
+DEFAULT_FPS = 25.0
+
+
 def probe(path: str | Path) -> VideoMeta:
-    """Frame count, frame rate, upright size and whether there is sound, without decoding the picture."""
+    """Frame count, frame rate, size and whether there is sound, from the container, without decoding the picture;
+    cached per file (path, modification time, size). An image is one frame at 1 fps.
+
+    The one rule for what a container may leave out:
+
+    - frame rate: the stream's average rate, else its guessed rate, else its base rate; when none is stated (or it
+      is 0), :data:`DEFAULT_FPS`.
+    - frame count: the stream's ``frames`` field; when the container does not store it (0, e.g. Matroska), the
+      video packets are counted (demuxed, not decoded); when there are none, duration x frame rate; else 0.
+    """
     path = Path(path)
+    _check_file(path)
+    stat = path.stat()
+    return _probe(path, path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe(path: Path, resolved: Path, mtime_ns: int, size: int) -> VideoMeta:
+    """:func:`probe` of one version of a file (``path`` as the user gave it, for messages)."""
     if is_image(path):
         image = _read_image(path)
         return VideoMeta(1, 1.0, image.shape[1], image.shape[0], False, True)
-    _check_file(path)
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(resolved)) as container:
             if not container.streams.video:
                 raise AbawError("no video track", path=path)
             stream = container.streams.video[0]
-            fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-            n_frames = int(stream.frames or 0)
-            if n_frames == 0 and stream.duration and stream.time_base:
-                n_frames = int(round(float(stream.duration * stream.time_base) * fps))
+            fps = frame_rate(stream)
+            n_frames = int(stream.frames or 0) or _count_frames(container, stream, fps)
             width, height = stream.codec_context.width, stream.codec_context.height
             has_audio = bool(container.streams.audio)
-    except av.error.FFmpegError as exc:
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise AbawError(f"not a readable video ({_reason(exc)})", path=path) from None
     return VideoMeta(n_frames, fps, width, height, has_audio)
+
+
+def frame_rate(stream: av.video.stream.VideoStream) -> float:
+    """The stream's frame rate by :func:`probe`'s rule: average, guessed or base rate, else :data:`DEFAULT_FPS`."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else DEFAULT_FPS
+
+
+def _count_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float) -> int:
+    count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+    if count == 0 and stream.duration and stream.time_base:
+        count = round(float(stream.duration * stream.time_base) * fps)
+    return count
 
 
 def _reason(exc: Exception) -> str:

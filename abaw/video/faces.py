@@ -13,13 +13,13 @@ import cv2
 import numpy as np
 
 from abaw.errors import AbawError
+from abaw.video.choices import DETECTORS
 from abaw.video.resize import resize
 
 #: Where the 5 landmarks sit inside a Haar face box, as fractions of its width/height, in YuNet's order
 #: (right eye, left eye, nose tip, right mouth corner, left mouth corner; the subject's right is the image's left).
 #: Measured on Haar boxes of frontal faces; good enough to align a crop, not to measure expressions.
 HAAR_LANDMARKS = np.array([[0.32, 0.39], [0.68, 0.39], [0.50, 0.58], [0.36, 0.77], [0.64, 0.77]], dtype=np.float32)
-DETECTORS: tuple[str, ...] = ("yunet", "haar")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Person (body) detection: Yolo-Fastest body through OpenCV DNN (offline default, files from the weights
-registry), or an ultralytics YOLO model for users who have its weights. ``face`` means no detector: the person box is
+catalogue), or an ultralytics YOLO model for users who have its weights. ``face`` means no detector: the person box is
 derived from the face box (:func:`abaw.video.tracking.derived_person_box`).
 """
 
@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 
 from abaw.errors import AbawError
+from abaw.video.choices import PERSON_BACKENDS
 
 log = logging.getLogger(__name__)
 
-PERSON_BACKENDS: tuple[str, ...] = ("yolo-fastest", "ultralytics", "face")
 PersonBox = tuple[np.ndarray, float]  # (x, y, w, h) in pixels, score
 
 
@@ -52,7 +52,7 @@ class YoloFastestBody:
 
 
 class UltralyticsPerson:
-    """An ultralytics YOLO detector (COCO class 0 = person); ``model`` is a weights path or the registry's yolov8n."""
+    """An ultralytics YOLO detector (COCO class 0 = person); ``model`` is a weights path or abaw.weights' yolov8n."""
 
     name = "ultralytics"
 

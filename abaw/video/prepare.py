@@ -31,8 +31,9 @@ from abaw import tasks
 from abaw.data.affwild2 import BOXES_DIR, CROPS_DIR, VIDEOS_DIR, read_boxes, write_table
 from abaw.errors import AbawError
 from abaw.fileio import write_json
-from abaw.tasks import PREPARED_DIR
+from abaw.tasks import ENCODED_STREAMS, PREPARED_DIR
 from abaw.video.align import align_face
+from abaw.video.choices import DETECT_EVERY
 from abaw.video.decode import IMAGE_EXTENSIONS, iter_frames, prefetch, probe
 from abaw.video.faces import create_detector, landmarks_from_box, per_thread
 from abaw.video.inputs import body_input, context_input
@@ -50,11 +51,6 @@ from abaw.video.tracking import (
 
 log = logging.getLogger(__name__)
 
-STREAMS: tuple[str, ...] = ("face", "body", "context", "audio")
-#: Faces are detected on every 5th frame and interpolated between (abaw.video.keyframes): on the real
-#: clips of ../shared/assets/media that finds a face in exactly the same frames as detecting all of them, with
-#: landmarks 1.2 % of the eye distance away on average, for a fifth of the detector's time.
-DETECT_EVERY = 5
 #: Persons are detected at most every this many frames (on a face key frame), about once a second: their boxes only
 #: place the body and context images, and where the face has left the last person box, a box derived from the face
 #: is used (abaw.video.tracking.boxes_table).
@@ -66,7 +62,7 @@ JPEG_QUALITY = 95
 class PrepareOptions:
     detector: str = "yunet"
     person: str = "yolo-fastest"
-    streams: tuple[str, ...] = STREAMS
+    streams: tuple[str, ...] = ENCODED_STREAMS
     face_size: int = 112
     body_size: int = 112
     context_size: int = 112

@@ -1,0 +1,1 @@
+"""The preset configs (JSON), installed as the package ``abaw.configs``: see abaw/presets.py."""

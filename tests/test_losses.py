@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.reference import reference_ccc
 
 from abaw.train.losses import (
     MultiTaskLoss,
@@ -17,12 +18,6 @@ from abaw.train.losses import (
     mse_loss,
     pos_weights,
 )
-
-
-def reference_ccc(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    cov = np.mean((x - x.mean()) * (y - y.mean()))
-    return float(2 * cov / (x.var() + y.var() + (x.mean() - y.mean()) ** 2))
 
 
 def _batch(seed: int = 0, b: int = 3, t: int = 7, n_au: int = 12):

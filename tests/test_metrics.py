@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.reference import reference_ccc
 from sklearn.metrics import accuracy_score, f1_score
 
 from abaw import tasks
@@ -12,11 +13,6 @@ from abaw.metrics import au_score, ccc, expr_score, multitask_score, score_track
 TOL = 1e-9
 
 
-def reference_ccc(x: np.ndarray, y: np.ndarray) -> float:
-    """Lin's CCC from numpy's population covariance matrix (independent of abaw.metrics' arithmetic)."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    cov = np.cov(x, y, bias=True)
-    return 2 * cov[0, 1] / (cov[0, 0] + cov[1, 1] + (np.mean(x) - np.mean(y)) ** 2)
 
 
 @pytest.mark.parametrize("seed", range(5))

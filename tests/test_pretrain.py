@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from test_affectnet import write_tiny_affectnet
+from helpers.affectnet import write_tiny_affectnet
 
 from abaw.cli import main
 from abaw.errors import AbawError

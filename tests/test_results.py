@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reader import NAMES, VIDEOS, make_root
+from helpers.data_roots import NAMES, VIDEOS, make_root
 
 from abaw import tasks
 from abaw.data.affwild2 import AffWild2

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_ensemble import PROTOCOL, SPLIT_NAMES, make_root, make_run
+from helpers.runs import PROTOCOL, SPLIT_NAMES, make_label_root, make_run
 
 from abaw import tasks
 from abaw.errors import AbawError
@@ -79,7 +79,7 @@ def test_model_heads(variant: str) -> None:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("temporal")
-    labels = make_root(base / "data", seed=1)
+    labels = make_label_root(base / "data", seed=1)
     return base / "data", make_run(base / "runs", "src", labels, base / "data", 0.3, seed=3)
 
 

@@ -10,18 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_reader import make_root
+from helpers.cli import run_cli
+from helpers.data_roots import make_root
 
 from abaw import tasks
 from abaw.cli import main
 from abaw.data.affwild2 import AffWild2, video_info
 from abaw.results import write_result_folder
-
-
-def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Shared test helpers: data roots, run folders, reference implementations, CLI runner."""

@@ -232,7 +232,7 @@ def cnn_vs_pipeline(path: Path, enc: Encoders, args: argparse.Namespace) -> dict
 
 
 def synthetic_video(folder: Path, frames: int) -> Path:
-    from abaw.synth import generate
+    from abaw.synth.dataset import generate
 
     generate(folder, videos=1, frames=frames, seed=0)
     return next((folder / "videos").rglob("*.mp4"))

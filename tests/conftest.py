@@ -47,7 +47,7 @@ def media_dir(assets_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_root_ro(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny synthetic Aff-Wild2 shared by the session: do not write into it (use ``tiny_root``)."""
-    from abaw.synth import generate
+    from abaw.synth.dataset import generate
 
     root = tmp_path_factory.mktemp("tiny_affwild2") / "data"
     generate(root, **TINY)

@@ -13,7 +13,8 @@ import pytest
 
 from abaw import tasks
 from abaw.cli import main
-from abaw.synth import generate, generate_affectnet
+from abaw.synth.affectnet import generate_affectnet
+from abaw.synth.dataset import generate
 from abaw.synth.latent import STATES, prototype_matrix, read_expression, simulate_person
 
 #: The boxes table of docs/design.md section 1, spelled out independently of the writer.

@@ -23,10 +23,10 @@ from abaw.models.encoders import AudioEncoder, SequenceRNN, Stream
 from abaw.models.fusion import LATE_MODES, EarlyFusion, LateFusion
 from abaw.models.heads import TaskHeads
 from abaw.schema import option
-from abaw.tasks import TRACKS, check_track, get_protocol
+from abaw.tasks import ENCODED_STREAMS, TRACKS, check_track, get_protocol
 
-IMAGE_STREAMS: tuple[str, ...] = ("face", "body", "context")
-STREAMS: tuple[str, ...] = (*IMAGE_STREAMS, "audio")
+#: The streams a multi-stream model encodes (landmarks are an input of the face stream, not a stream of their own).
+STREAMS: tuple[str, ...] = ENCODED_STREAMS
 LANDMARK_POINTS: tuple[int, ...] = (0, 5, 68)
 FUSIONS: tuple[str, ...] = ("early", "late")
 CELL_TYPES: tuple[str, ...] = ("gru", "lstm")

@@ -12,9 +12,10 @@ from typing import Any
 
 from abaw.models.multistream import MultiStreamModel, multistream_model
 from abaw.models.registry import register_model
+from abaw.tasks import ENCODED_STREAMS
 
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ntua_cvsp": dict(streams=("face", "body", "context", "audio"), tasks=("va",), backbone="tv_resnet50",
+    "ntua_cvsp": dict(streams=ENCODED_STREAMS, tasks=("va",), backbone="tv_resnet50",
                       image_size=112, body_size=112, context_size=112, fusion="early", cell_type="lstm",
                       hidden_size=512, num_layers=1, bidirectional=False, audio_window_seconds=10.0),
 }

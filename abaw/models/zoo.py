@@ -6,18 +6,18 @@ from typing import Any
 
 from abaw.models.multistream import MultiStreamModel, multistream_model
 from abaw.models.registry import register_model
-from abaw.tasks import TRACKS
+from abaw.tasks import ENCODED_STREAMS, TRACKS
 
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     # Four streams, an RNN each, attention over the streams per frame, all three heads.
-    "multitask_late_fusion": dict(streams=("face", "body", "context", "audio"), tasks=TRACKS, backbone="tv_resnet18",
+    "multitask_late_fusion": dict(streams=ENCODED_STREAMS, tasks=TRACKS, backbone="tv_resnet18",
                                   fc=(256,), audio_fc=(256,), fusion="late", late_fusion="attention", fusion_dim=256,
                                   cell_type="gru", hidden_size=128, num_layers=1, dropout=0.2),
     # Trains on the synthetic set in minutes on 2 CPU cores: tiny CNN on the 112x112 face crop, GRU 64.
     "demo_face": dict(streams=("face",), tasks=TRACKS, backbone="tiny_cnn", cell_type="gru", hidden_size=64,
                       num_layers=1),
     # The same with body, context and audio, concatenated per frame (early fusion) into one GRU 64.
-    "demo_multistream": dict(streams=("face", "body", "context", "audio"), tasks=TRACKS, backbone="tiny_cnn",
+    "demo_multistream": dict(streams=ENCODED_STREAMS, tasks=TRACKS, backbone="tiny_cnn",
                              audio_backbone="audio_cnn", fusion="early", cell_type="gru", hidden_size=64,
                              num_layers=1),
 }

@@ -1,23 +1,6 @@
-"""Synthetic Aff-Wild2 (``generate``) and synthetic AffectNet-format data (``generate_affectnet``).
+"""Synthetic Aff-Wild2 (:func:`abaw.synth.dataset.generate`) and synthetic AffectNet-format data
+(:func:`abaw.synth.affectnet.generate_affectnet`).
 
-See ``docs/synthetic.md`` for the generative model. The two entry points are imported on first use, so that reading
+See ``docs/synthetic.md`` for the generative model. This package file imports nothing, so that reading
 :mod:`abaw.synth.defaults` (the command line's help) does not load OpenCV, PyAV and pandas.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["generate", "generate_affectnet"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "generate":
-        from abaw.synth.dataset import generate
-
-        return generate
-    if name == "generate_affectnet":
-        from abaw.synth.affectnet import generate_affectnet
-
-        return generate_affectnet
-    raise AttributeError(f"module 'abaw.synth' has no attribute {name!r}")

@@ -19,15 +19,13 @@ import torch
 from torch import nn
 
 from abaw.data.sequences import SequenceVideo, load_videos
-from abaw.data.stream_inputs import IMAGE_STREAMS, StreamLoader, feature_path
+from abaw.data.stream_inputs import StreamLoader, feature_path
 from abaw.errors import AbawError
 from abaw.fileio import save_npz
-from abaw.tasks import FEATURES_DIR, SPLITS, TRACKS
+from abaw.tasks import ENCODED_STREAMS, FEATURES_DIR, IMAGE_STREAMS, SPLITS, TRACKS
 
 log = logging.getLogger(__name__)
 
-#: Streams that have a CNN encoder (landmarks are used raw).
-ENCODED_STREAMS: tuple[str, ...] = IMAGE_STREAMS + ("audio",)
 #: Frames read and encoded per chunk (bounds memory on long videos).
 CHUNK = 512
 

@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 
 from abaw import __version__
 from abaw.commands import (
@@ -38,8 +39,41 @@ COMMANDS = (demo, synth, index, score, validate_submission, weights, prepare, ex
             temporal, predict, crowd, leaderboard)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (no usage block), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def quiet_third_parties(verbose: bool) -> None:
+    """Keep library warnings out of the user's way: Python warnings are silenced, and other libraries' log records
+    below ERROR dropped, unless ``-v`` (which routes warnings into the log and shows every level); abaw's own log
+    stays at INFO."""
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger().setLevel(logging.DEBUG if verbose else logging.ERROR)
+    logging.getLogger("abaw").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if verbose:
+        logging.captureWarnings(True)
+        warnings.simplefilter("default")
+    else:
+        warnings.simplefilter("ignore")
+        os.environ.setdefault("YOLO_VERBOSE", "False")
+
+
+def _quiet_broken_pipe() -> int:
+    """stdout's reader went away (``abaw ... | head``): point stdout at /dev/null so that the interpreter's final
+    flush does not fail again, and exit as a process killed by SIGPIPE would (128 + 13), without a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (e.g. captured by a test)
+        pass
+    return 141
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="abaw",
         description="Affective behaviour analysis in-the-wild: valence/arousal, expressions and action units.",
     )
@@ -55,11 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    try:
+        args = parser.parse_args(argv)
+        quiet_third_parties(args.verbose)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        code = _run(args)
+        sys.stdout.flush()
+        return code
+    except SystemExit:  # --help, --version, a usage error: flush here, where a closed pipe is caught
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            sys.exit(_quiet_broken_pipe())
+        raise
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the chosen command; a user's error is one stderr line and exit 2."""
     try:
         return int(args.func(args) or 0)
     except AbawError as exc:

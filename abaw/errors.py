@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -18,3 +19,12 @@ class AbawError(Exception):
         super().__init__(where + message)
         self.path = path
         self.line = line
+
+
+def report_failures(command: str, failures: list[str], total: int, what: str = "inputs") -> int:
+    """Print each per-file failure as one stderr line, then a summary line; the exit code (1 when any failed)."""
+    for line in failures:
+        print(f"abaw {command}: failed: {line}", file=sys.stderr)
+    if failures:
+        print(f"abaw {command}: error: {len(failures)} of {total} {what} failed", file=sys.stderr)
+    return 1 if failures else 0

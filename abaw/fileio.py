@@ -22,6 +22,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     On an exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
+    if path.is_dir():
+        from abaw.errors import AbawError
+
+        raise AbawError("is a folder; give the path of a file to write", path=path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     # mkstemp makes the file private (0600); give it the permissions an ordinary open() would (0666 less umask).

@@ -64,9 +64,13 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise AbawError("config file not found", path=path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise AbawError(f"not valid JSON: {exc.msg}", path=path, line=exc.lineno) from None
+    except UnicodeDecodeError:
+        raise AbawError("not a UTF-8 text file (a config is JSON)", path=path) from None
+    except OSError as exc:
+        raise AbawError(f"cannot read file ({exc.strerror or exc})", path=path) from None
     if not isinstance(data, dict):
         raise AbawError("a config must be a JSON object", path=path)
     return data

@@ -212,6 +212,8 @@ def zip_submission(folder: str | Path, zip_path: str | Path) -> Path:
     if not folder.is_dir():
         raise AbawError("result folder not found", path=folder)
     zip_path = Path(zip_path)
+    if zip_path.is_dir():
+        raise AbawError("is a folder; --zip takes the path of the .zip file to write", path=zip_path)
     with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not path.name.startswith("."):
@@ -234,6 +236,10 @@ def score_result_folder(folder: str | Path, root: str | Path, split: str, track:
     if not entries:
         raise AbawError(f"no {track.upper()} {split} annotations", path=ds.annotation_dir(split, track))
     preds = read_result_folder(folder, track, ds.protocol, names=[e.name for e in entries])
+    for path in sorted(resolve_track_folder(folder, track, ds.protocol).iterdir()):  # as validate_submission: no
+        if not path.name.startswith(".") and (path.suffix != ".txt" or path.stem not in preds):  # file is ignored
+            raise AbawError(f"extra file (not a {split} name of the {track.upper()} track; "
+                            "`abaw validate-submission` lists every problem)", path=path)
     pred_parts, true_parts = [], []
     for entry in entries:
         pred, true = preds[entry.name], ds.labels(entry)

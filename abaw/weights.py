@@ -4,6 +4,13 @@
 ``~/.cache/abaw/weights``), and otherwise downloads the file once with pooch (sha256-verified, streamed into a
 temporary file beside the cache entry and renamed onto it), unless offline (``ABAW_OFFLINE=1`` or no network), in which
 case a one-line :class:`AbawError` names the missing file, where it was looked for and the address to get it from.
+
+Every local copy is checked against the catalogue's sha256 before it is returned, whatever its source (offline
+folder, cache, download): a file with other bytes is refused with one line. A file opened by a library that may
+unpickle it (``unpickled``: ultralytics' ``.pt``, loaded with ``weights_only=False``) can run code when opened, so it
+is never opened unchecked: other bytes, or no published sha256, are refused unless the user passes
+``--trust-weights`` (``trust=True``); :func:`check_file` does the same for a path given by the user. Hashes are
+computed once per process per file version (path, inode, size, mtime, ctime).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +33,8 @@ log = logging.getLogger(__name__)
 WEIGHTS_DIR_ENV = "ABAW_WEIGHTS_DIR"
 CACHE_DIR_ENV = "ABAW_CACHE_DIR"
 OFFLINE_ENV = "ABAW_OFFLINE"
+#: The command-line flag that lets a file with no known sha256 be opened by a library that may unpickle it.
+TRUST_FLAG = "--trust-weights"
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class WeightFile:
     #: Other names the same bytes are known under (e.g. the file name in ``../shared/assets/weights``).
     aliases: tuple[str, ...] = field(default_factory=tuple)
     mirrors: tuple[str, ...] = field(default_factory=tuple)
+    #: Opened by a library that may unpickle it (code can run when it is opened): never opened unverified.
+    unpickled: bool = False
 
     @property
     def filenames(self) -> tuple[str, ...]:
@@ -101,9 +113,11 @@ CATALOGUE: dict[str, WeightFile] = {
             "yolov8n",
             "yolov8n.pt",
             "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolov8n.pt",
-            None,
+            "f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36",
             "AGPL-3.0",
-            "ultralytics YOLOv8n (COCO, person = class 0) for `--person ultralytics`; needs internet once",
+            "ultralytics YOLOv8n (COCO, person = class 0) for `--person ultralytics`; needs internet once; a pickle "
+            "that ultralytics opens with weights_only=False, so only these bytes are opened (or --trust-weights)",
+            unpickled=True,
         ),
     )
 }
@@ -134,8 +148,62 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+_HASHES: dict[tuple, str] = {}
+_HASHES_LOCK = threading.Lock()
+
+
 def sha256_of(path: str | Path) -> str:
-    return pooch.file_hash(str(path), alg="sha256")
+    """The file's sha256, computed once per process per file version (path, inode, size, mtime, ctime)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _HASHES_LOCK:
+        known = _HASHES.get(key)
+    if known is None:
+        known = pooch.file_hash(str(path), alg="sha256")
+        with _HASHES_LOCK:
+            _HASHES[key] = known
+    return known
+
+
+def checked(name: str, path: str | Path, trust: bool = False) -> Path:
+    """``path`` if it holds the catalogue's bytes of ``name``; otherwise a one-line :class:`AbawError` saying why
+    and how to go on. ``trust`` (``--trust-weights``) lets an ``unpickled`` file with other or unpublished bytes
+    through, with a warning; a file no library unpickles must match (it is the wrong file otherwise)."""
+    entry, path = get(name), Path(path)
+    refetch = f"delete it and run `abaw weights fetch {name}`"
+    if entry.sha256 is None:
+        if entry.unpickled and not trust:
+            raise AbawError(f"not opened: {name} has no published sha256 and opening this file can run code; pass "
+                            f"{TRUST_FLAG} if you trust it", path=path)
+        return path
+    actual = sha256_of(path)
+    if actual == entry.sha256:
+        return path
+    if entry.unpickled and trust:
+        log.warning("%s: sha256 %s is not the catalogue's for %s; opened anyway (%s)", path, actual, name, TRUST_FLAG)
+        return path
+    if entry.unpickled:
+        raise AbawError(f"not opened: sha256 {actual[:16]}... is not the catalogue's {entry.sha256[:16]}... for "
+                        f"{name}, and opening this file can run code; {refetch}, or pass {TRUST_FLAG} if you trust it",
+                        path=path)
+    raise AbawError(f"not used: sha256 {actual[:16]}... is not the catalogue's {entry.sha256[:16]}... for {name} "
+                    f"(a wrong or altered file); {refetch}", path=path)
+
+
+def check_file(path: str | Path, trust: bool = False) -> Path:
+    """A weights file given by path, to be opened by a library that may unpickle it: accepted when its sha256 is
+    the one of an ``unpickled`` catalogue file, or when ``trust`` (``--trust-weights``); refused otherwise."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise AbawError("weights file not found", path=path)
+    if trust:
+        return path
+    actual = sha256_of(path)
+    if any(e.unpickled and e.sha256 == actual for e in CATALOGUE.values()):
+        return path
+    raise AbawError(f"not opened: no catalogue file has its sha256 ({actual[:16]}...) and opening it can run code; "
+                    f"pass {TRUST_FLAG} if you trust it", path=path)
 
 
 def locate(name: str) -> Path | None:
@@ -156,12 +224,13 @@ def _where() -> str:
     return ", ".join(places)
 
 
-def fetch(name: str, timeout: float = 60.0) -> Path:
-    """Path of the model file ``name``, downloading it into the cache the first time (unless offline)."""
+def fetch(name: str, timeout: float = 60.0, trust: bool = False) -> Path:
+    """Path of the model file ``name``, downloading it into the cache the first time (unless offline); the file is
+    checked against the catalogue's sha256 whatever its source (:func:`checked`; ``trust``: ``--trust-weights``)."""
     entry = get(name)
     found = locate(name)
     if found is not None:
-        return found
+        return checked(name, found, trust)
     how = f"download {entry.url} into {cache_dir()} or set ${WEIGHTS_DIR_ENV} to a folder holding {entry.filename}"
     if offline():
         raise AbawError(f"weights file not found (offline, {OFFLINE_ENV}=1); looked in {_where()}; {how}",
@@ -169,7 +238,7 @@ def fetch(name: str, timeout: float = 60.0) -> Path:
     errors = []
     for url in (entry.url, *entry.mirrors):
         try:
-            return _download(entry, url, cache_dir() / entry.filename, timeout)
+            return checked(name, _download(entry, url, cache_dir() / entry.filename, timeout), trust)
         except OSError as exc:  # requests' errors (pooch downloads with requests) are OSErrors too
             errors.append(f"{url}: {_why(exc)}")
     raise AbawError(f"weights file not found in {_where()} and the download failed ({'; '.join(errors)}); {how}",

@@ -116,10 +116,11 @@ def test_validate_submission(capsys: pytest.CaptureFixture, root: Path, tmp_path
     path = folder / "vid4.txt"
     path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
     (folder / "stray.txt").write_text("x")
-    code, out, _ = run_cli(capsys, *args)
-    assert code == 1
-    assert out.splitlines() == [f"{folder / 'stray.txt'}: extra file (not a validation name of the AU track)",
-                                f"{path}: 21 lines after the header, but the video of vid4 has 22 frames"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 1 and out == ""  # problems are errors: stderr, one line each, then a summary line
+    assert err.splitlines() == [f"{folder / 'stray.txt'}: extra file (not a validation name of the AU track)",
+                                f"{path}: 21 lines after the header, but the video of vid4 has 22 frames",
+                                f"abaw validate-submission: error: {tmp_path / 'sub'}: not valid (2 problems)"]
 
 
 def test_console_script_runs(root: Path) -> None:
@@ -140,3 +141,72 @@ def test_every_command_module_is_offered() -> None:
     assert {"demo", "synth", "index", "score", "validate-submission", "weights", "prepare", "extract", "train",
             "evaluate", "ensemble", "temporal", "predict", "crowd", "train-crowd", "pretrain-affectnet",
             "leaderboard", "record", "synth-affectnet", "synth-check"} <= set(sub.choices)
+
+
+def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture) -> None:
+    for argv in (["prepare"], ["score", "--split", "nope"], ["no-such-command"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        out, err = capsys.readouterr()
+        assert info.value.code == 2 and out == "" and err.count("\n") == 1 and "error:" in err, argv
+        assert "usage:" not in err
+
+
+def test_library_warnings_stay_out_of_the_way(capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third-party warning is not shown to the user; with -v it goes to the log (debug)."""
+    import logging
+    import warnings
+
+    from abaw.commands import index
+
+    def noisy(args: object) -> int:
+        warnings.warn("some library's deprecation", DeprecationWarning, stacklevel=1)
+        logging.getLogger("somelib").warning("some library's chatter")
+        print("result")
+        return 0
+
+    monkeypatch.setattr(index, "run", noisy)
+    levels = {name: logging.getLogger(name).level for name in ("", "abaw")}  # main() sets them: restored below
+    try:
+        _check_quiet_and_verbose(capsys, caplog)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        logging.captureWarnings(False)
+
+
+def _check_quiet_and_verbose(capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    code, out, err = run_cli(capsys, "index", "anything")
+    assert code == 0 and out == "result\n" and err == ""
+    assert not [r for r in caplog.records if r.levelno < logging.ERROR and not r.name.startswith("abaw")]
+    caplog.clear()
+    code, out, _ = run_cli(capsys, "-v", "index", "anything")
+    assert code == 0 and out == "result\n"
+    assert any("deprecation" in r.getMessage() for r in caplog.records)
+
+
+def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
+    """Output into a pipe whose reader has gone (``abaw ... | head``): no traceback, exit 141 or 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "abaw", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first byte is written
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 141) and err == b"", err
+    shell = subprocess.run(f"{sys.executable} -m abaw --help | head -c 1", shell=True, capture_output=True,
+                           timeout=60)
+    assert shell.returncode == 0 and shell.stdout == b"u" and b"Traceback" not in shell.stderr
+
+
+def test_score_refuses_an_extra_file_as_validate_submission_does(capsys: pytest.CaptureFixture, root: Path,
+                                                                  tmp_path: Path) -> None:
+    folder = _perfect(root, tmp_path / "extra", "validation", "va")
+    (folder / "stray.txt").write_text("x")
+    code, out, err = run_cli(capsys, "score", "--data-root", str(root), "--split", "validation", "--track", "va",
+                             "--pred", str(folder))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"{folder / 'stray.txt'}: extra file (not a validation name of the VA track" in err
+    code, _, err = run_cli(capsys, "validate-submission", str(folder), "--data-root", str(root), "--split",
+                           "validation", "--track", "va")
+    assert code == 1 and f"{folder / 'stray.txt'}: extra file" in err

@@ -126,3 +126,33 @@ def test_command(db: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     run = make_run(tmp_path / "more", "new", {"au": 0.7})
     assert main(["record", str(run), "--db", str(db)]) == 0
     assert "recorded new" in capsys.readouterr().out
+
+
+def test_leaderboard_skips_unfinished_runs_with_a_note(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    database.record_run(make_run(tmp_path, "done", {"va": 0.4}), path)
+    killed = make_run(tmp_path, "killed", {"va": 0.9})
+    info = json.loads((killed / "run.json").read_text())
+    (killed / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    database.record_run(killed, path)  # the API records it; the board leaves it out and says so
+    assert main(["leaderboard", "--db", str(path), "--json", "--no-reference"]) == 0
+    out, err = capsys.readouterr()
+    assert [e["run_id"] for g in json.loads(out)["groups"] for e in g["entries"]] == ["done"]
+    assert err == "abaw leaderboard: skipped 1 unfinished run(s) (status running): killed\n"
+    assert leaderboard.load_leaderboard(path).skipped == ["killed"]
+
+
+def test_bare_leaderboard_names_the_demo_database(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(database.DB_ENV, raising=False)
+    assert main(["leaderboard"]) == 2
+    err = capsys.readouterr().err
+    assert "no runs database here (record a run first" in err and "demo" not in err
+    demo = Path("abaw-demo") / "abaw.sqlite"  # where `abaw demo` (default --out abaw-demo) puts it
+    database.record_run(make_run(tmp_path / "abaw-demo" / "runs", "done", {"va": 0.4}), demo)
+    assert main(["leaderboard"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the demo's is at {demo}: abaw leaderboard --db {demo}" in err
+    assert not Path("runs").exists()  # a reader makes no folder
+    assert main(["leaderboard", "--db", str(demo), "--json"]) == 0 and "done" in capsys.readouterr().out

@@ -3,6 +3,7 @@ nothing left behind, and a trained run (``--checkpoint``) filling valence/arousa
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -108,8 +109,10 @@ def test_many_inputs_one_failing(clips: dict[str, Path], media_dir: Path, tmp_pa
                                  capsys: pytest.CaptureFixture[str], weights_dir: Path) -> None:
     code = main(["predict", str(clips["text"]), str(media_dir / "multi_face.jpg"), "--out", str(tmp_path),
                  "--no-plots"])
-    out = capsys.readouterr().out
-    assert code == 1 and "failed:" in out and "text.mp4" in out
+    out, err = capsys.readouterr()
+    assert code == 1 and "failed:" in err and "text.mp4" in err and "failed" not in out  # failures on stderr
+    assert err.strip().splitlines()[-1] == "abaw predict: error: 1 of 2 inputs failed"
+    assert "multi_face" in out
     table = pd.read_csv(tmp_path / "multi_face.csv")
     assert len(table) == 5 and table["success"].eq(1).all() and table["name"].nunique() == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi_face.csv", "multi_face.json"]
@@ -136,3 +139,73 @@ def test_checkpoint_fills_va_and_aus_and_draws_them(tiny_mtl_run: Path, clips: d
     empty = pd.read_csv(tmp_path / "no_face.csv")
     assert empty["success"].eq(0).all() and empty[["valence", "arousal"]].isna().all().all()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") or p.name == "work"]
+
+
+#: Presentation times (ms) of the variable-frame-rate clip: uneven gaps, as a phone writes them.
+VFR_PTS_MS = (0, 100, 133, 250, 300, 500, 533, 566, 800, 1000)
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A variable-frame-rate Matroska clip of the real face (time base 1/1000, irregular pts)."""
+    import av
+
+    path = tmp_path_factory.mktemp("vfr") / "vfr.mkv"
+    images = [f.image for f in iter_frames(media_dir / "single_face.mp4", max_frames=len(VFR_PTS_MS))]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = images[0].shape[1], images[0].shape[0], "yuv420p"
+        stream.time_base = Fraction(1, 1000)
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for image, pts in zip(images, VFR_PTS_MS, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_vfr_frames_carry_their_presentation_times(vfr_clip: Path) -> None:
+    frames = list(iter_frames(vfr_clip))
+    assert [f.index for f in frames] == list(range(1, len(VFR_PTS_MS) + 1))
+    np.testing.assert_allclose([f.timestamp for f in frames], np.array(VFR_PTS_MS) / 1000, atol=1e-6)
+    # Every other frame: numbers and times of the frames themselves, not of their position among those yielded.
+    np.testing.assert_allclose([f.timestamp for f in iter_frames(vfr_clip, step=2)], np.array(VFR_PTS_MS[::2]) / 1000)
+
+
+def test_vfr_video_predicts_real_timestamps(vfr_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            weights_dir: Path) -> None:
+    assert main(["predict", str(vfr_clip), "--out", str(tmp_path), "--no-plots", "--annotate"]) == 0
+    table = pd.read_csv(tmp_path / "vfr.csv")
+    assert table["frame"].tolist() == list(range(1, len(VFR_PTS_MS) + 1))  # 1-based, decode order: label lines
+    np.testing.assert_allclose(table["timestamp"], np.array(VFR_PTS_MS) / 1000, atol=1e-6)  # not frame / avg fps
+    annotated = [f.timestamp for f in iter_frames(tmp_path / "vfr_annotated.mp4")]
+    np.testing.assert_allclose(annotated, np.array(VFR_PTS_MS) / 1000, atol=1e-3)  # the copy keeps the times
+
+
+def test_streamed_table_equals_whole_table(vfr_clip: Path, tmp_path: Path, fer_predictor) -> None:
+    """The CSV written a few frames at a time is the table built in one piece."""
+    from abaw.apps.predict import frame_table, write_frame_table
+    from abaw.data.affwild2 import read_boxes
+    from abaw.video.prepare import PrepareOptions, prepare_video
+
+    prepare_video(vfr_clip, tmp_path / "work", PrepareOptions(detector="yunet", person="face", streams=("face",)),
+                  name="vfr")
+    boxes = read_boxes(tmp_path / "work", "vfr")
+    outputs = {"vfr": fer_predictor.predict(tmp_path / "work", "vfr", "vfr", len(VFR_PTS_MS), 30.0)}
+    path, face_frames = write_frame_table(boxes, outputs, fer_predictor, tmp_path / "t.csv", chunk=3)
+    whole = frame_table(boxes, outputs, fer_predictor)
+    whole.to_csv(tmp_path / "whole.csv", index=False)
+    assert path.read_text() == (tmp_path / "whole.csv").read_text()
+    assert face_frames == int(whole.groupby("frame")["success"].max().sum())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "whole.csv", "work"]  # no temporary file left
+
+
+def test_a_folder_named_like_a_video_is_called_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x.mp4").mkdir()
+    assert main(["predict", str(tmp_path / "x.mp4"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "x.mp4" in err[0] and "is a folder" in err[0] and "no such file" not in err[0]
+    assert not (tmp_path / "out").exists()

@@ -56,9 +56,9 @@ def test_a_failing_video_is_reported_and_leaves_nothing(tiny_root: Path, capsys:
     (videos[0].parent / "broken.mp4").write_text("this is text, not a video")
     (videos[0].parent / "empty.mp4").write_bytes(b"")
     code = main(["prepare", str(tiny_root), "--person", "face", "--detector", "haar", "--streams", "face,audio"])
-    out = capsys.readouterr().out
-    assert code == 1
-    assert "failed: broken:" in out and "not a readable video" in out and "failed: empty:" in out and "empty" in out
+    out, err = capsys.readouterr()  # per-file failures are errors: on stderr, then a summary line
+    assert code == 1 and "failed:" not in out and err.strip().splitlines()[-1].endswith("2 of 3 videos failed")
+    assert "failed: broken:" in err and "not a readable video" in err and "failed: empty:" in err and "empty" in err
     assert marker_path(tiny_root, videos[0].stem).is_file()
     for bad in ("broken", "empty"):
         assert not marker_path(tiny_root, bad).exists()

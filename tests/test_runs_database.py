@@ -187,3 +187,62 @@ def test_every_run_kind_records_the_hash_of_its_config(tiny_mtl_run: Path, tiny_
         run_dir = Path(row["run_dir"])
         assert row["config_hash"] == config_hash(read_json(run_dir / "config.json")), row["kind"]
         assert read_run_info(run_dir).config_hash == row["config_hash"], row["kind"]
+
+
+# ---- readers open read-only ------------------------------------------------------------------------------------------
+
+def test_readers_open_the_database_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The leaderboard's reads use SQLite's ``mode=ro``: a database in a read-only folder is readable (tests run as
+    root, where chmod does not stop writes: the read-only open itself is checked)."""
+    folder = tmp_path / "shared"
+    db = folder / "abaw.sqlite"
+    database.record_run(make_run(tmp_path, "done", {"va": 0.5}), db)
+    before = db.read_bytes()
+    opened: list[str] = []
+    real = sqlite3.connect
+
+    def spy(target: object, *args: object, **kwargs: object) -> sqlite3.Connection:
+        opened.append(str(target))
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", spy)
+    folder.chmod(0o555)
+    try:
+        assert [e.run_id for e in database.query_entries(db)] == ["done"]
+        assert database.count_runs(db) == 1 and database.check_integrity(db) == "ok"
+        with pytest.raises(AbawError, match="readonly"), database.connect(db, create=False) as conn:
+            conn.execute("DELETE FROM runs")
+    finally:
+        folder.chmod(0o755)
+    assert opened and all(t.startswith("file:") and t.endswith("?mode=ro") for t in opened)
+    assert db.read_bytes() == before  # nothing written (a -wal file SQLite may keep for readers stays empty)
+    wal = folder / "abaw.sqlite-wal"
+    assert not wal.is_file() or wal.stat().st_size == 0
+
+
+def test_a_read_only_folder_falls_back_to_an_immutable_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where SQLite cannot make the WAL index (a read-only folder, as a user other than root) the reader opens the
+    file immutable; simulated here by refusing the plain read-only open as SQLite does there."""
+    db = tmp_path / "abaw.sqlite"
+    database.record_run(make_run(tmp_path, "done", {"va": 0.5}), db)
+    real = sqlite3.connect
+
+    class NoWalIndex:
+        def execute(self, *args: object) -> None:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+
+        def close(self) -> None:
+            pass
+
+    def connect(target: str, *args: object, **kwargs: object) -> object:
+        return real(target, *args, **kwargs) if "immutable=1" in target else NoWalIndex()
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    assert [e.run_id for e in database.query_entries(db)] == ["done"]
+
+
+def test_a_reader_makes_no_database_or_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "abaw.sqlite"
+    with pytest.raises(AbawError, match="no runs database here"):
+        database.query_entries(missing)
+    assert not missing.parent.exists()

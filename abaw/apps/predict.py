@@ -10,6 +10,7 @@ folder that is removed afterwards: only finished outputs ever appear in ``OUT``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -22,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from abaw import tasks
-from abaw.data.affwild2 import CROPS_DIR, read_boxes, write_table
-from abaw.fileio import write_json
+from abaw.data.affwild2 import CROPS_DIR, read_boxes
+from abaw.fileio import atomic_open, write_json
 from abaw.inference import decide
 from abaw.video.decode import probe
 from abaw.video.prepare import DETECT_EVERY, PrepareOptions, prepare_video, video_name
@@ -31,6 +32,9 @@ from abaw.video.prepare import DETECT_EVERY, PrepareOptions, prepare_video, vide
 log = logging.getLogger(__name__)
 
 WORK_DIR = "work"
+#: Frames handled at a time: crops read, table rows built and appended to the CSV, so memory stays flat in the
+#: video's length (only per-frame numbers of a whole video are held: boxes and model outputs, ~100 bytes a frame).
+CHUNK_FRAMES = 512
 NO_MODEL_NOTE = "no model given (--checkpoint): valence, arousal and AUs not predicted; expressions from FER2013"
 
 
@@ -45,6 +49,7 @@ class PredictOptions:
     annotate: bool = False
     plots: bool = True
     progress: bool | None = None
+    trust_weights: bool = False  # --trust-weights: open an unverified weights file a library unpickles
 
 
 class FerPredictor:
@@ -62,12 +67,14 @@ class FerPredictor:
         self.au_names: tuple[str, ...] = self.protocol.au_names
 
     def predict(self, root: Path, name: str, video: str, n_frames: int, fps: float) -> dict[str, np.ndarray]:
+        """Per-frame expression probabilities (NaN without a crop); crops are read :data:`CHUNK_FRAMES` at a time."""
         folder = root / CROPS_DIR / name
         frames = [f for f in range(1, n_frames + 1) if (folder / tasks.CROP_PATTERN.format(f)).is_file()]
         expr = np.full((n_frames, len(self.expr_classes)), np.nan, dtype=np.float32)
-        if frames:
-            crops = [cv2.imread(str(folder / tasks.CROP_PATTERN.format(f))) for f in frames]
-            expr[np.asarray(frames) - 1] = self.classifier.predict(crops)
+        for start in range(0, len(frames), CHUNK_FRAMES):
+            chunk = frames[start:start + CHUNK_FRAMES]
+            crops = [cv2.imread(str(folder / tasks.CROP_PATTERN.format(f))) for f in chunk]
+            expr[np.asarray(chunk) - 1] = self.classifier.predict(crops)
         return {"expr": expr}
 
 
@@ -140,6 +147,25 @@ def frame_table(boxes: pd.DataFrame, outputs: dict[str, dict[str, np.ndarray]], 
     return table.sort_values(["frame", "face_id"], kind="stable").reset_index(drop=True)
 
 
+def write_frame_table(boxes: pd.DataFrame, outputs: dict[str, dict[str, np.ndarray]], predictor: Any,
+                      path: Path, au_threshold: float = 0.5, chunk: int | None = None) -> tuple[Path, int]:
+    """Write :func:`frame_table` to ``path`` as CSV, :data:`CHUNK_FRAMES` frames at a time, appended to a temporary
+    file renamed onto ``path`` at the end; returns (path, frames with a face)."""
+    chunk = chunk or CHUNK_FRAMES
+    frames = boxes["frame"].to_numpy(np.int64)
+    last = int(frames.max()) if len(frames) else 0
+    face_frames = 0
+    with atomic_open(path, "w") as fh:
+        for start in range(1, last + 1, chunk):
+            rows = boxes[(frames >= start) & (frames < start + chunk)]
+            if rows.empty:
+                continue
+            part = frame_table(rows, outputs, predictor, au_threshold)
+            part.to_csv(fh, index=False, header=fh.tell() == 0)
+            face_frames += int(part.groupby("frame")["success"].max().sum())
+    return path, face_frames
+
+
 def _take(values: np.ndarray | None, idx: np.ndarray, n: int, width: int) -> np.ndarray:
     out = np.full((n, width), np.nan, dtype=np.float32)
     if values is not None:
@@ -168,8 +194,21 @@ def predict_file(path: str | Path, out_dir: str | Path, opts: PredictOptions, pr
         streams = ("face", *streams)  # the face crops are always made: they are what the table reports
     prep = PrepareOptions(detector=opts.detector, person=opts.person if {"body", "context"} & set(streams) else "face",
                           streams=streams, max_faces=opts.max_faces, detect_every=opts.detect_every, force=True,
-                          progress=opts.progress)
+                          progress=opts.progress, trust_weights=opts.trust_weights)
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # removed again if this input fails
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _predict_into(path, out_dir, opts, predictor, video, prep)
+    except BaseException:
+        for folder in created:  # innermost first; a folder that meanwhile got other files stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _predict_into(path: Path, out_dir: Path, opts: PredictOptions, predictor: Any, video: str,
+                  prep: PrepareOptions) -> dict[str, Path]:
+    """:func:`predict_file` once ``out_dir`` exists."""
     with tempfile.TemporaryDirectory(prefix=f".predict-{video}-", dir=out_dir) as tmp_name:
         work, staged = Path(tmp_name) / WORK_DIR, Path(tmp_name) / "out"
         staged.mkdir()
@@ -179,14 +218,18 @@ def predict_file(path: str | Path, out_dir: str | Path, opts: PredictOptions, pr
         fps = probe(path).fps
         outputs = {str(n): predictor.predict(work, str(n), video, n_frames, fps)
                    for n in dict.fromkeys(boxes["name"].astype(str))}
-        table = frame_table(boxes, outputs, predictor, opts.au_threshold)
-        written = {"csv": write_table(table, staged / f"{video}.csv")}
+        csv_path, face_frames = write_frame_table(boxes, outputs, predictor, staged / f"{video}.csv",
+                                                  opts.au_threshold)
+        del outputs
+        written = {"csv": csv_path}
         meta = {"source": str(path), "frames": n_frames, "fps": fps, "faces": sorted(set(boxes["name"].astype(str))),
-                "face_frames": int(table.groupby("frame")["success"].max().sum()),
+                "face_frames": face_frames,
                 "model": str(opts.checkpoint) if opts.checkpoint else "fer2013_mini_xception",
                 "expression_classes": list(predictor.expr_classes), "au_threshold": opts.au_threshold}
         if predictor.note:
             meta["note"] = predictor.note
+        if opts.plots or opts.annotate:
+            table = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])  # the written table, read back
         if opts.plots:
             from abaw.apps.predict_plots import plot_predictions
 

@@ -112,26 +112,37 @@ def _label(row: pd.Series) -> str:
     return "  ".join(parts)
 
 
+#: Time base of the annotated video: the MPEG clock, exact for 25, 30 and 29.97 fps.
+TIME_BASE = Fraction(1, 90000)
+
+
 def annotate_video(source: Path, table: pd.DataFrame, path: Path, fps: float) -> Path:
-    """A copy of the video (H.264) with each face's box, expression and valence/arousal drawn on it."""
-    by_frame = {int(f): rows for f, rows in table.groupby("frame")}
+    """A copy of the video (H.264) with each face's box, expression and valence/arousal drawn on it.
+
+    Only the faces' rows are kept (as plain arrays, looked up by frame), so memory stays small for a long video."""
+    faces = table[table["success"] == 1].sort_values("frame", kind="stable")
+    face_frames = faces["frame"].to_numpy(np.int64)
+    face_boxes = faces[["face_x", "face_y", "face_w", "face_h"]].to_numpy(np.float64)
+    labels = [_label(row) for _, row in faces.iterrows()]
     with atomic_path(path) as tmp, av.open(str(tmp), "w", format="mp4") as container:
         stream = None
         for frame in iter_frames(source):
             image = frame.image.copy()
-            for _, row in by_frame.get(frame.index, pd.DataFrame()).iterrows():
-                if row["success"] != 1:
-                    continue
-                x, y, w, h = (int(round(row[c])) for c in ("face_x", "face_y", "face_w", "face_h"))
+            lo, hi = np.searchsorted(face_frames, [frame.index, frame.index + 1])
+            for i in range(lo, hi):
+                x, y, w, h = (int(round(v)) for v in face_boxes[i])
                 cv2.rectangle(image, (x, y), (x + w, y + h), (0, 255, 0), 2)
-                cv2.putText(image, _label(row), (x, max(15, y - 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                cv2.putText(image, labels[i], (x, max(15, y - 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                             (0, 255, 0), 2, cv2.LINE_AA)
             if stream is None:
                 stream = container.add_stream("libx264", rate=Fraction(fps or 25).limit_denominator(1001))
                 stream.width, stream.height = image.shape[1] // 2 * 2, image.shape[0] // 2 * 2
                 stream.pix_fmt = "yuv420p"
+                stream.codec_context.time_base = TIME_BASE  # frames keep their own times (variable frame rate)
             image = image[: stream.height, : stream.width]
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")):
+            out = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+            out.pts, out.time_base = int(round(frame.timestamp / TIME_BASE)), TIME_BASE
+            for packet in stream.encode(out):
                 container.mux(packet)
         if stream is not None:
             for packet in stream.encode():

@@ -1,4 +1,5 @@
-"""The face and person detection options shared by ``abaw prepare`` and ``abaw predict``."""
+"""The face and person detection options shared by ``abaw prepare`` and ``abaw predict``, and ``--trust-weights``
+for every command that may open a weights file a library unpickles."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import argparse
 
 from abaw.errors import AbawError
 from abaw.video.choices import DETECT_EVERY, DETECTORS, PERSON_BACKENDS
+
+#: Kept equal to abaw.weights.TRUST_FLAG (not imported: the CLI builds its parsers without loading pooch).
+TRUST_FLAG = "--trust-weights"
 
 
 def add_detection_args(p: argparse.ArgumentParser, person_help: str) -> None:
@@ -15,9 +19,29 @@ def add_detection_args(p: argparse.ArgumentParser, person_help: str) -> None:
     p.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="K",
                    help=f"detect faces on every K-th frame and interpolate between; where faces come or go, every "
                    f"frame is detected (default: {DETECT_EVERY}; 1 detects every frame). Persons: about once a second")
+    add_trust_weights_arg(p)
+
+
+def add_trust_weights_arg(p: argparse.ArgumentParser) -> None:
+    """``--trust-weights``: for a command that may open a weights file that a library unpickles."""
+    p.add_argument(TRUST_FLAG, action="store_true",
+                   help="open a weights file that a library unpickles (ultralytics .pt) even when its sha256 is not "
+                   "the catalogue's: such a file can run code, so only for files you trust (default: refuse them)")
 
 
 def detect_every(args: argparse.Namespace) -> int:
     if args.detect_every < 1:
         raise AbawError(f"--detect-every must be at least 1, got {args.detect_every}")
     return args.detect_every
+
+
+def trust_weights(args: argparse.Namespace) -> bool:
+    """The ``--trust-weights`` flag; with ``--person ultralytics`` the present weights file is checked now, so that a
+    refused file stops the command with one line before any work."""
+    trust = bool(getattr(args, "trust_weights", False))
+    person = getattr(args, "person", None)
+    if person:
+        from abaw.video.persons import check_person_weights
+
+        check_person_weights(person, trust)
+    return trust

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TYPE_CHECKING
 
 from abaw import tasks
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from abaw.data.affwild2 import AffWild2
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,10 +48,25 @@ def summarise(table: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
+def missing_validation(ds: AffWild2, tracks: list[str] | tuple[str, ...] = tasks.TRACKS) -> str | None:
+    """One line naming the missing validation annotations of the ``tracks`` that have train annotations (None when
+    every such track has them): training selects and scores on the validation split."""
+    missing = [t for t in tracks if ds.has("train", t) and not ds.has("validation", t)]
+    if not missing:
+        return None
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    what = tasks.SPLIT_DIRS["validation"]
+    return (f"{ds.annotation_dir('validation', missing[0])}: no {what}{more}: no validation annotations for "
+            f"{', '.join(t.upper() for t in missing)} (training needs them)")
+
+
 def run(args: argparse.Namespace) -> int:
     from abaw.data.affwild2 import AffWild2, dataset_fingerprint, write_table
 
     ds = AffWild2(args.data_root, protocol=args.protocol, strict=args.strict, layout=args.layout)
+    note = missing_validation(ds)
+    if note:
+        print(f"abaw index: warning: {note}", file=sys.stderr)
     table = ds.index_table(progress=not args.json)
     if args.out:
         write_table(table, args.out)

@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         dataset = str(Path(dataset).resolve())
     board = leaderboard.load_leaderboard(args.db, track=track, protocol=args.protocol, dataset=dataset,
                                          split=args.split, references=not args.no_reference)
+    note = leaderboard.skipped_note(board)
+    if note:
+        print(f"abaw leaderboard: {note}", file=sys.stderr)
     if args.json:
         json.dump(leaderboard.to_json(board), sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
@@ -61,7 +64,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_record(args: argparse.Namespace) -> int:
+    """Record each folder; an unfinished one is skipped with a note, a bad one is reported, and the others go on."""
+    from abaw.errors import report_failures
+    from abaw.runs.folder import unfinished_reason
+
+    failures = []
     for run_dir in args.run_dirs:
-        run_id = database.record_run(run_dir, args.db)
+        try:
+            reason = unfinished_reason(run_dir)
+            if reason is not None:
+                print(f"abaw record: skipped {run_dir}: {reason}", file=sys.stderr)
+                continue
+            run_id = database.record_run(run_dir, args.db)
+        except AbawError as exc:
+            failures.append(str(exc))
+            continue
         print(f"recorded {run_id}")
-    return 0
+    return report_failures("record", failures, len(args.run_dirs), "run folders")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from abaw.commands.detection_args import add_detection_args, detect_every
+from abaw.commands.detection_args import add_detection_args, detect_every, trust_weights
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,15 +25,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from abaw.apps.predict import PredictOptions, load_predictor, output_names, predict_file
-    from abaw.errors import AbawError
+    from abaw.errors import AbawError, report_failures
 
     paths = [Path(p) for p in args.inputs]
     for path in paths:
+        if path.is_dir():
+            raise AbawError("is a folder, not a video or image file (give the files inside it)", path=path)
         if not path.is_file():
             raise AbawError("no such file", path=path)
     opts = PredictOptions(checkpoint=args.checkpoint, detector=args.detector, person=args.person,
                           max_faces=args.max_faces, au_threshold=args.au_threshold, annotate=args.annotate,
-                          plots=not args.no_plots, detect_every=detect_every(args))
+                          plots=not args.no_plots, detect_every=detect_every(args),
+                          trust_weights=trust_weights(args))
     predictor = load_predictor(args.checkpoint)
     if predictor.note:
         print(f"note: {predictor.note}")
@@ -46,7 +49,5 @@ def run(args: argparse.Namespace) -> int:
                 raise
             failed.append(f"{path}: {exc}")
             continue
-        print(f"{path}: " + ", ".join(str(p) for p in written.values()))
-    for line in failed:
-        print(f"failed: {line}")
-    return 1 if failed else 0
+        print(f"{path}: " + ", ".join(str(p) for p in written.values()), flush=True)
+    return report_failures("predict", failed, len(paths))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from abaw.commands.detection_args import add_detection_args, detect_every
-from abaw.errors import AbawError
+from abaw.commands.detection_args import add_detection_args, detect_every, trust_weights
+from abaw.errors import AbawError, report_failures
 from abaw.tasks import ENCODED_STREAMS
 
 
@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     videos = shard(videos, i, n)
     opts = PrepareOptions(detector=args.detector, person=args.person, streams=streams, face_size=args.size,
                           body_size=args.size, context_size=args.size, max_faces=args.max_faces or None,
-                          detect_every=detect_every(args), workers=max(1, args.workers), force=args.force)
+                          detect_every=detect_every(args), workers=max(1, args.workers), force=args.force,
+                          trust_weights=trust_weights(args))
 
     def report(r: VideoResult) -> None:
         if r.status == "done":
@@ -56,6 +57,4 @@ def run(args: argparse.Namespace) -> int:
     done = sum(r.status == "done" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     print(f"prepared {done}, skipped {skipped}, failed {len(failed)} of {len(results)} videos into {out_root}")
-    for r in failed:
-        print(f"failed: {r.video}: {r.reason}")
-    return 1 if failed else 0
+    return report_failures("prepare", [f"{r.video}: {r.reason}" for r in failed], len(results), "videos")

@@ -111,6 +111,28 @@ def resolve_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return cfg
 
 
+def check_validation(cfg: dict[str, Any]) -> None:
+    """Before a run folder is made: a data root with no validation annotations for any of the config's tracks is an
+    error (training selects on them), one missing some of them a warning line on stderr."""
+    import sys
+
+    from abaw.commands.index import missing_validation
+    from abaw.data.affwild2 import AffWild2
+    from abaw.train.config import tracks_of
+
+    root = cfg["data"].get("root")
+    if not root or not Path(root).is_dir():
+        return  # the trainer says so
+    ds = AffWild2(root, protocol=cfg.get("protocol"))
+    tracks = tracks_of(cfg)
+    note = missing_validation(ds, tracks)
+    if note is None:
+        return
+    if not any(ds.has("validation", t) for t in tracks):
+        raise AbawError(note)
+    print(f"abaw train: warning: {note}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from abaw.runs.info import read_json
     from abaw.train.loop import train
@@ -121,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.config:
             raise AbawError("give a config (-c CONFIG) or --resume RUN_DIR")
         cfg = resolve_from_args(args)
+        check_validation(cfg)
         run_dir = train(cfg, out=args.out, max_steps=args.max_steps)
     from abaw.train.distributed import world_info
 

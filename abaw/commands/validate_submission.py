@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from abaw import tasks
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("validate-submission", help="check result files before submitting them",
-                              description=__doc__ + " Exit 0 when valid; otherwise one line per problem and exit 1.")
+                              description=__doc__ + " Exit 0 when valid; otherwise one line per problem on stderr, "
+                              "a summary line, and exit 1.")
     p.add_argument("folder", metavar="DIR", help="result folder: the track folder (e.g. VA_Set/) or one holding it")
     p.add_argument("--data-root", required=True, metavar="ROOT", help="Aff-Wild2 data root (videos, annotations)")
     p.add_argument("--split", required=True, choices=(*tasks.SPLITS, "test"),
@@ -24,9 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from abaw.results import resolve_track_folder, validate_submission, zip_submission
 
     problems = validate_submission(args.folder, args.data_root, args.split, args.track, args.protocol)
-    for problem in problems:
-        print(problem)
     if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"abaw validate-submission: error: {args.folder}: not valid ({len(problems)} "
+              f"problem{'s' if len(problems) > 1 else ''})", file=sys.stderr)
         return 1
     folder = resolve_track_folder(args.folder, args.track, args.protocol)
     n_files = sum(1 for p in folder.glob("*.txt"))

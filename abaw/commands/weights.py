@@ -17,6 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from abaw import weights
+    from abaw.errors import report_failures
 
     selected = args.names or weights.names()
     for name in selected:
@@ -30,21 +31,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'':26s} sha256 {entry.sha256 or '(not published)'}; {entry.note}")
         return 0
     if args.action == "fetch":
-        failed = 0
+        fetch_failures = []
         for name in selected:
             try:
                 print(f"{name}: {weights.fetch(name)}")
             except AbawError as exc:
                 if len(selected) == 1:
                     raise
-                print(f"{name}: error: {exc}")
-                failed += 1
-        return 1 if failed else 0
-    failed = 0
+                fetch_failures.append(f"{name}: {exc}")
+        return report_failures("weights fetch", fetch_failures, len(selected), "weight files")
+    failures = []
     for name in selected:
         ok, message = weights.verify(name)
-        print(message)
         # Without names, a file never fetched (e.g. yolov8n, which needs internet) is listed but is no failure;
-        # a file present with the wrong bytes always is.
-        failed += not ok and (bool(args.names) or weights.locate(name) is not None)
-    return 1 if failed else 0
+        # a file present with the wrong bytes always is. Failures go to stderr, one line each, then a summary.
+        if not ok and (bool(args.names) or weights.locate(name) is not None):
+            failures.append(message)
+        else:
+            print(message)
+    return report_failures("weights verify", failures, len(selected), "weight files")

@@ -105,9 +105,12 @@ def _read_csv(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise AbawError("no such file", path=path)
     try:
-        return pd.read_csv(path)
+        df = pd.read_csv(path, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AbawError(f"not a readable CSV table ({str(exc).splitlines()[0]})", path=path) from None
+    if df.empty:
+        raise AbawError("no rows after the header line", path=path)
+    return df
 
 
 def _numeric_block(df: pd.DataFrame, columns: list[str], path: Path) -> np.ndarray:
@@ -226,7 +229,7 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise AbawError("no such file", path=path)
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
         header = [h.strip().strip('"') for h in fh.readline().split(",")]
     if C25_ITEM_COLUMN in header and f"{C25_PARTICIPANT_PREFIX}0" in header:
         return "c25"

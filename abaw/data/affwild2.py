@@ -128,11 +128,14 @@ def _diagnose(lines: list[str], n_values: int, first_line: int, path: Path, skip
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise AbawError("not a UTF-8 text file", path=path) from None
     except OSError as exc:
         raise AbawError(f"cannot read file ({exc.strerror or exc})", path=path) from None
+    if "\x00" in text:
+        raise AbawError("not a UTF-8 text file (binary data: NUL bytes)", path=path)
+    return text
 
 
 def _numeric_block(body: str, n_values: int, path: Path, first_line: int) -> np.ndarray:
@@ -193,6 +196,10 @@ def _first_line_and_count(path: Path) -> tuple[str, int]:
         data = path.read_bytes().rstrip()
     except OSError as exc:
         raise AbawError(f"cannot read file ({exc.strerror or exc})", path=path) from None
+    if not data.strip():
+        raise AbawError("empty file (no header line)", path=path)
+    if b"\x00" in data:
+        raise AbawError("not a UTF-8 text file (binary data: NUL bytes)", path=path)
     try:
         first = data.split(b"\n", 1)[0].decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -212,6 +219,8 @@ class _MtlTable:
 
 def _parse_mtl(path: Path, proto: tasks.Protocol) -> _MtlTable:
     text = _read_text(path).rstrip()
+    if not text:
+        raise AbawError("empty file (no header line)", path=path)
     head, _, body = text.partition("\n")
     fields = [f.strip() for f in head.split(",")]
     prefix = list(tasks.MTL_HEADER_PREFIX)
@@ -327,7 +336,8 @@ class AffWild2:
                  layout: str | None = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise AbawError("data root not found", path=self.root)
+            raise AbawError("data root is not a folder" if self.root.exists() else "data root not found",
+                            path=self.root)
         if layout is not None and layout not in (*tasks.LAYOUTS, MTL_LAYOUT):
             raise AbawError(f"unknown layout {layout!r}; choose one of {', '.join((*tasks.LAYOUTS, MTL_LAYOUT))}")
         self.layout = layout or detect_layout(self.root)

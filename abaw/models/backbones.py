@@ -178,7 +178,8 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad or unsafe file
-        raise AbawError(f"cannot read weights ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+        reason = (str(exc).splitlines() or ["empty or truncated file"])[0][:200]
+        raise AbawError(f"cannot read weights ({type(exc).__name__}: {reason})",
                         path=path) from None
 
 

@@ -22,7 +22,7 @@ from abaw.errors import AbawError
 from abaw.fileio import write_json
 from abaw.results import validate_submission, write_result_folder
 from abaw.runs import outputs as runio
-from abaw.runs.folder import record_run
+from abaw.runs.folder import record_run, removed_on_failure
 from abaw.runs.info import new_run_info, read_json, write_run_info
 
 log = logging.getLogger(__name__)
@@ -89,32 +89,34 @@ def run_track(ds: AffWild2, track: str, out_dir: str | Path, fingerprint: str | 
     train_seconds = time.perf_counter() - start
     info = new_run_info(run_id, "baseline", config, data_root=ds.root, protocol=proto.name, tracks=[track],
                         model=model, n_params=len(output), train_seconds=train_seconds)
-    write_json(run_dir / "config.json", config)
-    write_run_info(run_dir, info)
+    # a baseline that fails leaves no new, unfinished run folder (one of an earlier fit is left in place)
+    with removed_on_failure(run_dir, created=not run_dir.exists()):
+        write_json(run_dir / "config.json", config)
+        write_run_info(run_dir, info)
 
-    entries = ds.entries("validation", track)
-    labels = [ds.labels(e) for e in entries]
-    decision = decide(track, output)
-    true = np.concatenate(labels)
-    scores = inference.score(track, np.tile(output, (len(true), 1)), true, proto, RATE_THRESHOLD)
+        entries = ds.entries("validation", track)
+        labels = [ds.labels(e) for e in entries]
+        decision = decide(track, output)
+        true = np.concatenate(labels)
+        scores = inference.score(track, np.tile(output, (len(true), 1)), true, proto, RATE_THRESHOLD)
 
-    keys = pd.DataFrame({
-        "name": np.concatenate([[e.name] * len(lab) for e, lab in zip(entries, labels, strict=True)]),
-        "frame": np.concatenate([np.arange(1, len(lab) + 1) for lab in labels]),
-    })
-    columns = dict(zip(_columns(track, proto), np.tile(output, (len(keys), 1)).T, strict=True))
-    runio.write_predictions(run_dir, "validation", keys, columns)
-    folder = write_result_folder(run_dir / "results" / "validation", track, _result_preds(entries, decision), proto)
-    problems = validate_submission(folder, ds.root, "validation", track, proto)
-    if problems:
-        raise AbawError(f"baseline result files failed validation: {problems[0]}", path=folder)
-    test_file = ds.root / "test_set" / f"{track}.txt"
-    if test_file.is_file():
-        test_entries = [e for e in ds.test_entries(track) if e.video_path is not None]
-        write_result_folder(run_dir / "results" / "test", track, _result_preds(test_entries, decision), proto)
+        keys = pd.DataFrame({
+            "name": np.concatenate([[e.name] * len(lab) for e, lab in zip(entries, labels, strict=True)]),
+            "frame": np.concatenate([np.arange(1, len(lab) + 1) for lab in labels]),
+        })
+        columns = dict(zip(_columns(track, proto), np.tile(output, (len(keys), 1)).T, strict=True))
+        runio.write_predictions(run_dir, "validation", keys, columns)
+        folder = write_result_folder(run_dir / "results" / "validation", track, _result_preds(entries, decision), proto)
+        problems = validate_submission(folder, ds.root, "validation", track, proto)
+        if problems:
+            raise AbawError(f"baseline result files failed validation: {problems[0]}", path=folder)
+        test_file = ds.root / "test_set" / f"{track}.txt"
+        if test_file.is_file():
+            test_entries = [e for e in ds.test_entries(track) if e.video_path is not None]
+            write_result_folder(run_dir / "results" / "test", track, _result_preds(test_entries, decision), proto)
 
-    write_json(run_dir / "scores.json", {"split": "validation", "protocol": proto.name, "tracks": {track: scores}})
-    write_run_info(run_dir, info.updated(status="finished"))
+        write_json(run_dir / "scores.json", {"split": "validation", "protocol": proto.name, "tracks": {track: scores}})
+        write_run_info(run_dir, info.updated(status="finished"))
     if record:
         record_run(run_dir)
     log.info("%s: %s baseline, validation %s score %.4f", run_id, model, track.upper(), scores["score"])

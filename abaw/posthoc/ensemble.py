@@ -24,7 +24,7 @@ from abaw.inference import score
 from abaw.posthoc.choices import ENSEMBLE_METHODS as METHODS
 from abaw.posthoc.smoothing import SmoothingResult, smooth_by_video, tune_smoothing
 from abaw.posthoc.thresholds import ThresholdResult, tune_thresholds_cv
-from abaw.runs.folder import finish_run
+from abaw.runs.folder import finish_run, removed_on_failure
 from abaw.runs.info import config_hash, new_run_info, read_json, write_run_info
 from abaw.runs.outputs import (
     grouped_folds,
@@ -295,28 +295,30 @@ def ensemble_runs(run_dirs: list[str | Path], track: str, method: str = "mean", 
     suffix = "-smooth" if smoothing is not None else ""
     run_id = f"ensemble-{track}-{method}{suffix}-{config_hash(config)[:8]}"
     run_dir = Path(out_dir) / run_id
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", config)
-    info = new_run_info(run_id, "ensemble", config, data_root=data_root, protocol=protocol, tracks=[track],
-                        model=f"ensemble_{method}", members=ids)
-    write_run_info(run_dir, info)
-    write_predictions(run_dir, split, keys, dict(zip(columns, final.T, strict=True)))
-    write_results(run_dir, split, track, keys, final, {n: len(v) for n, v in labels.items()}, protocol, thr)
-    honest = ("mean of the members: nothing fitted" if method == "mean" else
-              "out of fold: each video's fused outputs come from a fit on the other folds' videos (GroupKFold)")
-    details: dict[str, Any] = {
-        "method": method, "members": member_scores, "fused_score": float(fused.score["score"]),
-        "fused_score_note": honest, "in_sample_score": fused.in_sample_score,
-        "in_sample_note": None if fused.in_sample_score is None else "fitted and scored on the same frames",
-        "params": fused.params, "folds": fused.folds,
-        "smoothing": _applied(smoothing.summary(), smoothing.gain) if smoothing else None,
-        "thresholds": _applied(thresholds.summary(track_columns("au", protocol)),
-                               thresholds.cv_score - thresholds.default_score) if thresholds else None,
-        "skipped": skipped,
-    }
-    seconds = time.perf_counter() - t0
-    finish_run(run_dir, info, {"split": split, "protocol": protocol, "tracks": {track: final_scores},
-                               "ensemble": details}, train_seconds=seconds)
+    with removed_on_failure(run_dir, created):  # a failed write leaves no new, unfinished run folder
+        write_json(run_dir / "config.json", config)
+        info = new_run_info(run_id, "ensemble", config, data_root=data_root, protocol=protocol, tracks=[track],
+                            model=f"ensemble_{method}", members=ids)
+        write_run_info(run_dir, info)
+        write_predictions(run_dir, split, keys, dict(zip(columns, final.T, strict=True)))
+        write_results(run_dir, split, track, keys, final, {n: len(v) for n, v in labels.items()}, protocol, thr)
+        honest = ("mean of the members: nothing fitted" if method == "mean" else
+                  "out of fold: each video's fused outputs come from a fit on the other folds' videos (GroupKFold)")
+        details: dict[str, Any] = {
+            "method": method, "members": member_scores, "fused_score": float(fused.score["score"]),
+            "fused_score_note": honest, "in_sample_score": fused.in_sample_score,
+            "in_sample_note": None if fused.in_sample_score is None else "fitted and scored on the same frames",
+            "params": fused.params, "folds": fused.folds,
+            "smoothing": _applied(smoothing.summary(), smoothing.gain) if smoothing else None,
+            "thresholds": _applied(thresholds.summary(track_columns("au", protocol)),
+                                   thresholds.cv_score - thresholds.default_score) if thresholds else None,
+            "skipped": skipped,
+        }
+        seconds = time.perf_counter() - t0
+        finish_run(run_dir, info, {"split": split, "protocol": protocol, "tracks": {track: final_scores},
+                                   "ensemble": details}, train_seconds=seconds)
     return EnsembleReport(run_dir, track, method, member_scores, fused, float(final_scores["score"]), smoothing,
                           thresholds, seconds)
 

@@ -104,23 +104,63 @@ def _resolve(db_path: str | Path | None) -> Path:
     return Path(db_path) if db_path is not None else default_db_path()
 
 
+def read_only_uri(path: Path, immutable: bool = False) -> str:
+    """SQLite's URI for opening ``path`` read-only (``mode=ro``): nothing is written, not even the journal mode.
+    ``immutable``: also without the WAL index (``-shm``), for a folder where it cannot be created."""
+    return f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open read-only. A WAL database needs its ``-shm`` index, which a read-only folder cannot hold: there (where no
+    one can be writing) it is opened as immutable."""
+    conn = sqlite3.connect(read_only_uri(path), uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "readonly" not in str(exc) and "unable to open" not in str(exc):
+            raise
+    return sqlite3.connect(read_only_uri(path, immutable=True), uri=True, timeout=BUSY_TIMEOUT_SECONDS,
+                           isolation_level=None)
+
+
+#: Where ``abaw demo`` puts its database by default (``abaw demo --out abaw-demo``: ``<out>/abaw.sqlite``).
+DEMO_DBS: tuple[Path, ...] = (Path("abaw-demo") / "abaw.sqlite",)
+
+
+def _missing_message(path: Path, db_path: str | Path | None) -> str:
+    """No database at ``path``: say so, and name the demo's database when the default one is missing but it exists."""
+    message = "no runs database here (record a run first, or pass --db / set ABAW_DB)"
+    if db_path is None and not os.environ.get(DB_ENV):
+        demo = next((d for d in DEMO_DBS if d.is_file()), None)
+        if demo is not None:
+            message = (f"no runs database here; the demo's is at {demo}: abaw leaderboard --db {demo} "
+                       f"(or set {DB_ENV}={demo})")
+    return message
+
+
 @contextlib.contextmanager
 def connect(db_path: str | Path | None = None, create: bool = True) -> Iterator[sqlite3.Connection]:
     """Open the database (creating it and its schema when ``create``); the connection is closed on exit."""
     path = _resolve(db_path)
     if not create and not path.is_file():
-        raise AbawError("no runs database here (record a run first, or pass --db / set ABAW_DB)", path=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+        raise AbawError(_missing_message(path, db_path), path=path)
     try:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a write is exactly one transaction.
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a write is exactly one transaction.
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        else:  # a reader opens read-only: a database in a read-only folder (or owned by another user) is readable
+            conn = _connect_read_only(path)
     except sqlite3.Error as exc:
         raise AbawError(f"cannot open the runs database: {exc}", path=path) from exc
     conn.row_factory = sqlite3.Row
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        if create:  # the journal mode is stored in the file: only a writer sets it
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         if create and conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             with _transaction(conn):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterable
@@ -24,8 +25,11 @@ from rich.table import Table
 
 from abaw.fileio import write_text
 from abaw.runs import database
+from abaw.runs.folder import UNFINISHED
 from abaw.runs.reference_scores import ReferenceScore, reference_scores
 from abaw.tasks import TRACK_TITLES, TRACKS
+
+log = logging.getLogger(__name__)
 
 #: The components shown as columns, per track (all components are in the details and the JSON).
 KEY_COMPONENTS: dict[str, tuple[str, ...]] = {
@@ -72,6 +76,8 @@ class Group:
 class Leaderboard:
     groups: list[Group]
     references: list[ReferenceScore]
+    #: Run ids left out because their recorded status is still ``running`` (unfinished or killed).
+    skipped: list[str] = field(default_factory=list)
 
 
 def _short(fingerprint: str | None) -> str:
@@ -114,8 +120,19 @@ def load_leaderboard(db_path: str | Path | None = None, track: str | None = None
                      references: bool = True) -> Leaderboard:
     """Read, filter and rank the database; add the published reference rows (filtered by track and protocol)."""
     entries = database.query_entries(db_path, track=track, protocol=protocol, dataset=dataset, split=split)
+    unfinished = sorted({e.run_id for e in entries if e.status == UNFINISHED})
+    if unfinished:  # recorded while still running (or killed): not ranked
+        log.debug("leaderboard: skipped unfinished runs %s", ", ".join(unfinished))
+        entries = [e for e in entries if e.status != UNFINISHED]
     refs = reference_scores(track=track, protocol=protocol) if references else []
-    return Leaderboard(rank_entries(entries), refs)
+    return Leaderboard(rank_entries(entries), refs, unfinished)
+
+
+def skipped_note(board: Leaderboard) -> str | None:
+    """One line naming the unfinished runs the board leaves out (None when there are none)."""
+    if not board.skipped:
+        return None
+    return (f"skipped {len(board.skipped)} unfinished run(s) (status {UNFINISHED}): {', '.join(board.skipped)}")
 
 
 # ---- formatting helpers --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from abaw import tasks
 from abaw.errors import AbawError
 from abaw.fileio import append_jsonl, write_json
 from abaw.inference import activate, score
-from abaw.runs.folder import finish_run
+from abaw.runs.folder import finish_run, removed_on_failure
 from abaw.runs.info import config_hash, new_run_info, read_json, read_run_info, write_run_info
 from abaw.runs.outputs import (
     Run,
@@ -216,7 +216,8 @@ def fit_temporal(source_dir: str | Path, config: dict[str, Any], data_root: str 
         log.info("temporal run %s is already finished; reusing it (--force retrains)", run_dir)
         return run_dir
 
-    with num_threads(config["threads"]):
+    # a fit that fails leaves no new run folder behind (one made by an earlier fit is left in place)
+    with num_threads(config["threads"]), removed_on_failure(run_dir, created=not run_dir.exists()):
         return _fit(source, config, resolved, run_id, run_dir, data_root, protocol, inputs, task_list, use_embedding)
 
 

@@ -12,6 +12,7 @@ state, progress, the epoch line) come from :mod:`abaw.train.fitting`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -36,7 +37,7 @@ from abaw.data.sequences import (
 from abaw.errors import AbawError
 from abaw.fileio import append_jsonl, write_json, write_text
 from abaw.inference import make_loader, predict_videos, to_device
-from abaw.runs.folder import check_run_dir, create_run_dir, record_run
+from abaw.runs.folder import check_run_dir, create_run_dir, record_run, removed_on_failure
 from abaw.runs.info import config_hash, git_commit, now, read_json, update_run_info
 from abaw.train import distributed as dd
 from abaw.train.checkpoint import load_checkpoint, model_from_config, save_checkpoint, unwrap
@@ -353,8 +354,9 @@ def train(cfg: dict[str, Any] | None = None, out: str | Path = "runs", resume: s
 
     ``max_steps`` stops after that many optimizer steps in total, leaving a resumable run (status ``stopped``).
     """
+    created: Path | None = None  # the new run folder this process made (rank 0)
     if resume is not None:
-        run_dir = check_run_dir(resume)
+        run_dir: Path | None = check_run_dir(resume)
         cfg = read_json(run_dir / "config.json")
         if data_root is not None:
             cfg["data"]["root"] = str(Path(data_root).resolve())
@@ -363,17 +365,20 @@ def train(cfg: dict[str, Any] | None = None, out: str | Path = "runs", resume: s
     else:
         if cfg is None:
             raise AbawError("no config given")
-        run_dir = None
-        if dd.world_info()[0] == 0:
-            run_dir = create_run_dir(out, cfg["name"])
-            write_json(run_dir / "config.json", cfg)
-        device = pick_device(cfg["train"]["device"])
-        if dd.init(device):
-            run_dir = dd.broadcast(str(run_dir) if run_dir else None)
-        run_dir = Path(run_dir)
-    with num_threads(cfg["train"]["threads"]):
-        trainer = Trainer(cfg, run_dir, resume=resume is not None, max_steps=max_steps, progress=progress)
-        # After a failure no collective teardown: another rank may be inside a collective and would never join it.
-        result = trainer.fit()
+        run_dir = created = create_run_dir(out, cfg["name"]) if dd.world_info()[0] == 0 else None
+    # A new run that fails before its first checkpoint (bad labels, a refused weights file, ...) leaves no folder.
+    guard = (removed_on_failure(created, keep=lambda d: (d / "checkpoints" / "last.pt").is_file()) if created
+             else contextlib.nullcontext())
+    with guard:
+        if resume is None:
+            if created is not None:
+                write_json(created / "config.json", cfg)
+            device = pick_device(cfg["train"]["device"])
+            if dd.init(device):
+                run_dir = dd.broadcast(str(run_dir) if run_dir else None)
+        with num_threads(cfg["train"]["threads"]):
+            trainer = Trainer(cfg, Path(run_dir), resume=resume is not None, max_steps=max_steps, progress=progress)
+            # After a failure no collective teardown: another rank may be inside a collective and would never join.
+            result = trainer.fit()
     dd.cleanup()
     return result

@@ -38,8 +38,8 @@ class VideoMeta:
 
 @dataclass(frozen=True)
 class Frame:
-    index: int  # 1-based frame number
-    timestamp: float  # seconds, (index - 1) / fps
+    index: int  # 1-based frame number, in decode (presentation) order, as Aff-Wild2's label lines
+    timestamp: float  # seconds: the frame's presentation time from the first frame's (exact on variable frame rate)
     image: np.ndarray  # (H, W, 3) uint8 BGR, upright
 
 
@@ -48,6 +48,8 @@ def is_image(path: str | Path) -> bool:
 
 
 def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise AbawError("is a folder, not a video or image file", path=path)
     if not path.is_file():
         raise AbawError("no such file", path=path)
     if path.stat().st_size == 0:
@@ -145,7 +147,9 @@ def iter_frames(path: str | Path, max_frames: int | None = None, step: int = 1,
                 threads: bool = True, strict: bool = True) -> Iterator[Frame]:
     """Yield the frames of ``path`` in order (every ``step``-th, at most ``max_frames`` of them).
 
-    Frame numbers and timestamps count every decoded frame, skipped or not. An image is one frame at time 0.
+    Frame numbers count every decoded frame, skipped or not. A timestamp is the frame's presentation time
+    (``pts x time_base``) less the first frame's, so a variable-frame-rate video gets its real times; a frame without
+    a pts gets the previous frame's time plus one average frame interval. An image is one frame at time 0.
     With ``strict``, a video that ends well before the frame count its container declares raises
     :class:`AbawError` after the last frame (callers write their outputs atomically, so nothing partial survives).
     """
@@ -156,6 +160,8 @@ def iter_frames(path: str | Path, max_frames: int | None = None, step: int = 1,
     meta = probe(path)
     emitted = 0
     index = 0
+    start: float | None = None
+    last = -1.0 / meta.fps
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -163,10 +169,14 @@ def iter_frames(path: str | Path, max_frames: int | None = None, step: int = 1,
                 stream.thread_type = "AUTO"
             for frame in container.decode(stream):
                 index += 1
+                timestamp = _presentation_time(frame, start, last, meta.fps)
+                if start is None and frame.pts is not None:
+                    start = float(frame.pts * frame.time_base)
+                last = timestamp
                 if (index - 1) % step:
                     continue
                 image = _upright(to_bgr(frame), frame.rotation)
-                yield Frame(index, (index - 1) / meta.fps, image)
+                yield Frame(index, timestamp, image)
                 emitted += 1
                 if max_frames is not None and emitted >= max_frames:
                     return
@@ -176,6 +186,14 @@ def iter_frames(path: str | Path, max_frames: int | None = None, step: int = 1,
         raise AbawError("no decodable video frame", path=path)
     if strict and meta.n_frames and index < MIN_DECODED_SHARE * meta.n_frames:
         raise AbawError(f"truncated: decoded {index} of the {meta.n_frames} frames the container declares", path=path)
+
+
+def _presentation_time(frame: av.VideoFrame, start: float | None, last: float, fps: float) -> float:
+    """Seconds since the first frame: from the frame's pts, else one frame interval after ``last``."""
+    if frame.pts is None or frame.time_base is None:
+        return last + 1.0 / fps
+    time = float(frame.pts * frame.time_base)
+    return 0.0 if start is None else round(time - start, 6)
 
 
 def read_frames(path: str | Path, max_frames: int | None = None, step: int = 1) -> list[Frame]:

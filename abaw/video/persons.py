@@ -52,20 +52,32 @@ class YoloFastestBody:
 
 
 class UltralyticsPerson:
-    """An ultralytics YOLO detector (COCO class 0 = person); ``model`` is a weights path or abaw.weights' yolov8n."""
+    """An ultralytics YOLO detector (COCO class 0 = person); ``model`` is a weights path or abaw.weights' yolov8n.
+
+    ultralytics opens ``.pt`` files with ``weights_only=False`` (a pickle that can run code), so the file is checked
+    first: the catalogue's yolov8n against its sha256, a given path against the catalogue's hashes; other bytes are
+    refused unless ``trust_weights`` (``--trust-weights``).
+    """
 
     name = "ultralytics"
 
-    def __init__(self, model: str | Path | None = None, score_threshold: float = 0.4, device: str = "cpu") -> None:
+    def __init__(self, model: str | Path | None = None, score_threshold: float = 0.4, device: str = "cpu",
+                 trust_weights: bool = False) -> None:
+        from abaw import weights
+
+        if model is None:
+            model = weights.fetch("yolov8n", trust=trust_weights)
+        else:
+            model = weights.check_file(model, trust_weights)
         try:
             from ultralytics import YOLO
         except ImportError as exc:  # pragma: no cover - ultralytics is a dependency
             raise AbawError(f"the ultralytics backend needs the ultralytics package ({exc})") from None
-        if model is None:
-            from abaw.weights import fetch
-
-            model = fetch("yolov8n")
-        self._model = YOLO(str(model))
+        try:
+            self._model = YOLO(str(model))
+        except Exception as exc:  # a trusted file that is no ultralytics model: one line, not a traceback
+            why = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise AbawError(f"cannot load the ultralytics model ({type(exc).__name__}: {why})", path=model) from None
         self.score_threshold, self.device = score_threshold, device
 
     def detect(self, image: np.ndarray) -> list[PersonBox]:
@@ -101,11 +113,23 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, nms_thre
     return out
 
 
-def create_person_detector(name: str = "yolo-fastest", **kwargs: object):
+def create_person_detector(name: str = "yolo-fastest", trust_weights: bool = False, **kwargs: object):
+    """The person detector ``name``; ``trust_weights`` (``--trust-weights``) matters only to the ultralytics one."""
     if name == "yolo-fastest":
         return YoloFastestBody(**kwargs)
     if name == "ultralytics":
-        return UltralyticsPerson(**kwargs)
+        return UltralyticsPerson(trust_weights=trust_weights, **kwargs)
     if name == "face":
         return NoPersonDetector()
     raise AbawError(f"unknown person detector {name!r}; choose one of {', '.join(PERSON_BACKENDS)}")
+
+
+def check_person_weights(name: str, trust_weights: bool = False) -> None:
+    """Check the present weights file of person detector ``name`` now, before any work, so that a refused file
+    stops a command once rather than failing every video (a missing file is fetched later, when it is needed)."""
+    if name == "ultralytics":
+        from abaw import weights
+
+        found = weights.locate("yolov8n")
+        if found is not None:
+            weights.checked("yolov8n", found, trust_weights)

@@ -12,6 +12,7 @@ video is written into ``prepared/.tmp/<video>/`` and moved into place at the end
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -71,6 +72,7 @@ class PrepareOptions:
     workers: int = 1  # threads detecting faces on key frames
     force: bool = False
     progress: bool | None = None  # None: a bar only on a terminal
+    trust_weights: bool = False  # --trust-weights: open an unverified weights file a library unpickles
     audio: dict = field(default_factory=dict)  # keyword arguments of abaw.video.audio.save_audio_features
 
 
@@ -126,9 +128,10 @@ def shard(items: list[Path], i: int, n: int) -> list[Path]:
 class Detectors:
     """The face and person detectors, created once and shared by every video."""
 
-    def __init__(self, detector: str = "yunet", person: str = "yolo-fastest", workers: int = 1) -> None:
+    def __init__(self, detector: str = "yunet", person: str = "yolo-fastest", workers: int = 1,
+                 trust_weights: bool = False) -> None:
         self.face = create_detector(detector)
-        self.person = create_person_detector(person)
+        self.person = create_person_detector(person, trust_weights=trust_weights)
         self.workers = max(1, workers)
         # OpenCV's detectors must not be shared between threads: each worker thread makes its own.
         self.detect_face = per_thread(lambda: create_detector(detector)) if self.workers > 1 else self.face.detect
@@ -150,8 +153,10 @@ def detect_boxes(path: str | Path, video: str, detectors: Detectors, max_faces: 
     frames = tqdm(iter_frames(path), total=meta.n_frames or None, desc=f"detect {video}", unit="frame", leave=False,
                   disable=_no_bar(progress))
     detected_frames = detect_every(frames, detectors.detect_face, every, detectors.pool, detectors.workers)
+    times: list[float] = []  # each frame's presentation time (variable frame rate), index frame - 1
     for frame, faces, detected in prefetch(detected_frames):
         n_frames = frame.index
+        times.append(frame.timestamp)
         height, width = frame.image.shape[:2]  # upright size (a rotated phone video swaps the container's)
         if faces:
             tracker.update(frame.index, faces)
@@ -160,7 +165,7 @@ def detect_boxes(path: str | Path, video: str, detectors: Detectors, max_faces: 
             found, last_person = detectors.person.detect(frame.image), frame.index
         persons[frame.index] = found
     tracks = select_tracks(merge_tracks(tracker.tracks), n_frames, max_faces=max_faces)
-    return boxes_table(video, n_frames, meta.fps, width, height, tracks, persons)
+    return boxes_table(video, n_frames, meta.fps, width, height, tracks, persons, timestamps=np.asarray(times))
 
 
 def _no_bar(progress: bool | None) -> bool | None:
@@ -253,6 +258,20 @@ def _replace(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
+def _remove_empty(*folders: Path) -> None:
+    """Remove each folder in turn if it is empty (a folder another process is filling is left alone)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty, gone, or not ours to remove
+            folder.rmdir()
+
+
+def _remove_empty_prepared(prepared: Path) -> None:
+    """A ``prepared/`` holding nothing but an empty ``.tmp/`` (a failed first video) is removed: no empty output."""
+    with contextlib.suppress(OSError):
+        if all(p.name == ".tmp" for p in prepared.iterdir()):
+            _remove_empty(prepared / ".tmp", prepared)
+
+
 def source_id(path: Path) -> dict:
     """What identifies an input file in a completion marker (a different file of the same name is redone)."""
     stat = path.stat()
@@ -292,7 +311,8 @@ def prepare_video(path: str | Path, out_root: str | Path, opts: PrepareOptions, 
             boxes = read_boxes(out_root, video)
         else:
             if detectors is None:
-                detectors = get_detectors() if get_detectors else Detectors(opts.detector, opts.person, opts.workers)
+                detectors = get_detectors() if get_detectors else Detectors(opts.detector, opts.person, opts.workers,
+                                                                            opts.trust_weights)
             boxes = detect_boxes(path, video, detectors, opts.max_faces, opts.progress, opts.detect_every)
             write_table(boxes, tmp / "boxes.csv")
         names = list(dict.fromkeys(boxes["name"].astype(str)))
@@ -333,6 +353,7 @@ def prepare_video(path: str | Path, out_root: str | Path, opts: PrepareOptions, 
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty_prepared(out_root / PREPARED_DIR)
 
 
 # ---- many videos -----------------------------------------------------------------------------------------------------
@@ -367,10 +388,11 @@ def prepare_all(videos: list[Path], out_root: Path, opts: PrepareOptions,
 
     def get_detectors() -> Detectors:  # created on first need: a resumed run of finished videos loads nothing
         if not detectors:
-            detectors.append(Detectors(opts.detector, opts.person, opts.workers))
+            detectors.append(Detectors(opts.detector, opts.person, opts.workers, opts.trust_weights))
         return detectors[0]
 
     results = []
+    new_root = not out_root.exists()
     bar_off = True if len(videos) < 2 else _no_bar(opts.progress)
     for path in tqdm(videos, desc="prepare", unit="video", disable=bar_off):
         try:
@@ -382,6 +404,8 @@ def prepare_all(videos: list[Path], out_root: Path, opts: PrepareOptions,
         results.append(result)
         if report:
             report(result)
+    if new_root:  # an --out folder this call made and nothing was written to
+        _remove_empty(out_root)
     return results
 
 

@@ -156,8 +156,12 @@ def person_for_face(face_box: np.ndarray, persons: list[tuple[np.ndarray, float]
 
 
 def boxes_table(video: str, n_frames: int, fps: float, width: int, height: int, tracks: list[Track],
-                persons: dict[int, list[tuple[np.ndarray, float]]] | None = None) -> pd.DataFrame:
+                persons: dict[int, list[tuple[np.ndarray, float]]] | None = None,
+                timestamps: np.ndarray | None = None) -> pd.DataFrame:
     """The boxes table: one row per frame per selected track (NaN face where the track has no face).
+
+    ``timestamps`` holds each frame's presentation time in seconds (index ``frame - 1``, as
+    :attr:`abaw.video.decode.Frame.timestamp`); without it (or for frames past its end) ``(frame - 1) / fps``.
 
     ``persons`` maps a frame number to that frame's person detections ((x, y, w, h), score). A video without any
     face gives one track whose face columns are all NaN and whose person box is the most confident person detected
@@ -166,6 +170,10 @@ def boxes_table(video: str, n_frames: int, fps: float, width: int, height: int, 
     persons = persons or {}
     names = track_names(video, len(tracks))
     frames = np.arange(1, n_frames + 1)
+    times = (frames - 1) / fps
+    if timestamps is not None:
+        known = min(len(timestamps), n_frames)
+        times[:known] = np.asarray(timestamps, dtype=np.float64)[:known]
     parts = []
     for face_id, (track, name) in enumerate(zip(tracks or [None], names, strict=False)):
         face = np.full((n_frames, 4), np.nan, dtype=np.float64)
@@ -192,7 +200,7 @@ def boxes_table(video: str, n_frames: int, fps: float, width: int, height: int, 
         person_df = pd.DataFrame(person).ffill().bfill()
         whole_frame = np.tile([0.0, 0.0, width, height], (n_frames, 1))
         person = person_df.to_numpy() if person_df.notna().all().all() else whole_frame
-        part = pd.DataFrame({"frame": frames, "timestamp": (frames - 1) / fps, "face_id": face_id, "name": name})
+        part = pd.DataFrame({"frame": frames, "timestamp": times, "face_id": face_id, "name": name})
         part[FACE_COLUMNS] = face
         part["face_score"] = score
         part[LANDMARK_COLUMNS] = lms

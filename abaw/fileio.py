@@ -113,3 +113,14 @@ def copy_stream(src: BinaryIO, path: str | Path) -> None:
     with atomic_open(path, "wb") as fh:
         while chunk := src.read(1 << 20):
             fh.write(chunk)
+
+
+def load_failure_reason(exc: BaseException) -> str:
+    """One short line saying why ``torch.load(weights_only=True)`` refused a file (torch's own text runs to many lines
+    of advice about ``weights_only=False``, which abaw never uses)."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        return "not a weights-only PyTorch file (it holds objects abaw does not unpickle, or is not a PyTorch file)"
+    if not text or "PytorchStreamReader" in text or "invalid load key" in text or isinstance(exc, EOFError):
+        return "not a PyTorch file, or a truncated one"
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}"

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         except AbawError as exc:
             if len(paths) == 1:
                 raise
-            failed.append(f"{path}: {exc}")
+            failed.append(str(exc) if exc.path is not None else f"{path}: {exc}")  # the error names its file
             continue
         print(f"{path}: " + ", ".join(str(p) for p in written.values()), flush=True)
     return report_failures("predict", failed, len(paths))

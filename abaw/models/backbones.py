@@ -21,7 +21,7 @@ import torchvision
 from torch import nn
 
 from abaw.errors import AbawError
-from abaw.fileio import atomic_path
+from abaw.fileio import atomic_path, load_failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +178,7 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad or unsafe file
-        reason = (str(exc).splitlines() or ["empty or truncated file"])[0][:200]
-        raise AbawError(f"cannot read weights ({type(exc).__name__}: {reason})",
-                        path=path) from None
+        raise AbawError(f"cannot read weights: {load_failure_reason(exc)}", path=path) from None
 
 
 def _load_file(model: nn.Module, path: Path) -> dict[str, Any]:

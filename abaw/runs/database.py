@@ -169,6 +169,8 @@ def connect(db_path: str | Path | None = None, create: bool = True) -> Iterator[
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         yield conn
     except sqlite3.DatabaseError as exc:
+        if "no such table" in str(exc) or "no such column" in str(exc):
+            raise AbawError(f"not an abaw runs database ({exc})", path=path) from exc
         raise AbawError(f"runs database error: {exc}", path=path) from exc
     finally:
         conn.close()

@@ -85,7 +85,9 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise AbawError("run folder not found", path=path)
-    info = read_run_info(path) if (path / "run.json").is_file() else RunInfo(run_id=path.name)
+    if not (path / "run.json").is_file():
+        raise AbawError("not a run folder (no run.json)", path=path)
+    info = read_run_info(path)
     config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
     return Run(path=path, info=info, config=config)
 

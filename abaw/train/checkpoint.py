@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from abaw.errors import AbawError
-from abaw.fileio import atomic_path
+from abaw.fileio import atomic_path, load_failure_reason
 
 
 def rng_state() -> dict[str, Any]:
@@ -51,7 +51,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: one line, not a traceback
-        raise AbawError(f"cannot read checkpoint: {str(exc).splitlines()[0]}", path=path) from None
+        raise AbawError(f"cannot read checkpoint: {load_failure_reason(exc)}", path=path) from None
 
 
 def unwrap(model: nn.Module) -> nn.Module:

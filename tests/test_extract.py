@@ -87,3 +87,20 @@ def test_extract_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "--config" in capsys.readouterr().err
     assert main(["extract", "--data-root", str(tmp_path / "none"), "--model", "demo_face"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_completeness_check_reads_headers_only(tmp_path: Path) -> None:
+    import numpy as np
+
+    from abaw.fileio import save_npz
+    from abaw.train.extract import _complete
+
+    path = tmp_path / "v.npz"
+    save_npz(path, feats=np.zeros((40, 8), np.float16), valid=np.ones(40, bool))
+    assert _complete(path, 40) and not _complete(path, 41)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(path.read_bytes()[:50])  # a truncated archive is incomplete, not an error
+    assert not _complete(cut, 40)
+    other = tmp_path / "other.npz"
+    save_npz(other, feats=np.zeros(40, np.float16), valid=np.ones(40, bool))  # 1-D features: not ours
+    assert not _complete(other, 40)

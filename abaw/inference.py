@@ -48,14 +48,16 @@ def batch_size(cfg: dict[str, Any], override: int | None = None) -> int:
     return int(override or data.get("eval_batch_size") or data["batch_size"])
 
 
-def load_run_model(run_dir: str | Path, which: str = "best") -> tuple[nn.Module, dict[str, Any], torch.device]:
-    """A run's trained model in eval mode, its config, and the device it was moved to: the config's
-    ``train.device``, else the local GPU when there is one, else the CPU."""
+def load_run_model(run_dir: str | Path, which: str = "best", device: str | torch.device | None = None
+                   ) -> tuple[nn.Module, dict[str, Any], torch.device]:
+    """A run's trained model in eval mode, its config, and the device it was moved to: ``device`` when given
+    (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``), else the config's ``train.device``, else the local GPU when
+    there is one, else the CPU."""
     from abaw.train.checkpoint import load_model
-    from abaw.train.fitting import pick_device
+    from abaw.train.fitting import pick_device, setup_device
 
     model, cfg = load_model(run_dir, which)
-    device = pick_device(cfg["train"].get("device"))
+    device = setup_device(pick_device(device or cfg["train"].get("device")))
     return model.to(device), cfg, device
 
 
@@ -113,20 +115,27 @@ def activate(task: str, out: torch.Tensor) -> torch.Tensor:
 
 def predict_videos(model: nn.Module, videos: list[SequenceVideo], loader: Any, duration: int, batch_size: int,
                    tracks: Sequence[str], device: torch.device, amp: str | None = None,
-                   embeddings: bool = True, progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
+                   embeddings: bool = True, progress: bool = False,
+                   workers: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Per-frame outputs of every video, windows of ``duration`` frames tiling each one (give
     :func:`window_length` of the checkpoint's config): ``{name: {"va": (n, 2), "expr": (n, C) probabilities,
-    "au": (n, A) probabilities, "embedding": (n, F), "has_input": (n,) bool}}``."""
+    "au": (n, A) probabilities, "embedding": (n, F), "has_input": (n,) bool}}``. ``workers``: DataLoader processes
+    reading the windows (None: the device's default, :func:`abaw.train.fitting.loader_options`). ``amp`` "fp16"
+    runs in float16 on CUDA and in float32 elsewhere (a run trained on a GPU evaluates anywhere)."""
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
     from abaw.data.sequences import SequenceDataset, eval_batches, make_windows
+    from abaw.train.fitting import amp_mode, loader_options
 
     windows = make_windows(videos, duration, stride=duration)
     dataset = SequenceDataset(videos, windows, duration, (), loader)  # no targets: inference needs no labels
-    dl = DataLoader(dataset, batch_sampler=eval_batches(len(dataset), batch_size), num_workers=0,
-                    generator=torch.Generator())
+    dl = DataLoader(dataset, batch_sampler=eval_batches(len(dataset), batch_size), generator=torch.Generator(),
+                    **loader_options(workers, device))
+    amp = amp_mode(amp)
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    enabled = amp == "bf16" or (amp == "fp16" and device.type == "cuda")
     was_training = model.training
     model.eval()
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -135,7 +144,7 @@ def predict_videos(model: nn.Module, videos: list[SequenceVideo], loader: Any, d
             for batch in tqdm(dl, desc="predict", leave=False, disable=not progress):
                 inputs = to_device(batch["inputs"], device)
                 mask = batch["mask"].to(device)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+                with torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled):
                     result = model(inputs, mask)
                 keys = [t for t in tracks if t in result]
                 keys += ["embedding"] if embeddings and "embedding" in result else []

@@ -209,3 +209,46 @@ def test_temporal_config_ranges_and_extends(tmp_path: Path) -> None:
     config = load_config(child)
     assert (config["variant"], config["block"], config["name"]) == ("bilstm", 8, "cnu_adl_temporal_bilstm")
     assert load_config(None) == TEMPORAL_DEFAULTS
+
+
+def test_cli_device_and_amp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from abaw.commands.train import add_train_arguments, resolve_from_args
+
+    p = argparse.ArgumentParser()
+    add_train_arguments(p)
+    base = ["-c", "demo_va", "--data-root", str(tmp_path)]
+    cfg = resolve_from_args(p.parse_args(base))
+    assert (cfg["train"]["device"], cfg["train"]["amp"], cfg["data"]["workers"]) == (None, None, None)
+    cfg = resolve_from_args(p.parse_args(base + ["--device", "CUDA:1", "--amp", "fp16"]))
+    assert (cfg["train"]["device"], cfg["train"]["amp"]) == ("cuda:1", "fp16")
+    assert resolve_from_args(p.parse_args(base + ["--amp", "none"]))["train"]["amp"] is None
+    assert resolve_from_args(p.parse_args(base + ["--bf16"]))["train"]["amp"] == "bf16"  # the old flag, kept
+    assert resolve_from_args(p.parse_args(base + ["--bf16", "--amp", "bf16"]))["train"]["amp"] == "bf16"
+    with pytest.raises(AbawError, match="disagree"):
+        resolve_from_args(p.parse_args(base + ["--bf16", "--amp", "fp16"]))
+    for bad in (["--device", "gpu"], ["--device", "cuda:x"], ["--amp", "fp8"]):
+        with pytest.raises(SystemExit):
+            p.parse_args(base + bad)
+    capsys.readouterr()
+    for amp in ("none", "bf16", "fp16"):
+        assert resolve({"train": {"amp": amp}}, check_root=False)["train"]["amp"] == amp
+    with pytest.raises(AbawError, match="train.amp"):
+        resolve({"train": {"amp": "fp8"}}, check_root=False)
+    # fp16 on the CPU, or a GPU this machine does not have: one line, before any run folder
+    good = tmp_path / "g.json"
+    good.write_text(json.dumps({"model": {"name": "demo_face"}}))
+    out = tmp_path / "runs"
+    assert main(["train", "-c", str(good), "--data-root", str(tmp_path), "--device", "cpu", "--amp", "fp16",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs a CUDA device" in err
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["train", "-c", str(good), "--data-root", str(tmp_path), "--device", "cuda",
+                     "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "no CUDA device" in err
+    assert not out.exists()

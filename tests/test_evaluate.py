@@ -84,3 +84,34 @@ def test_evaluate_test_split_writes_valid_result_files(tiny_mtl_run: Path, tiny_
     assert not (tiny_mtl_run / "scores_test.json").exists()  # no labels, no scores
     assert main(["evaluate", str(tiny_mtl_run), "--data-root", str(tiny_root_ro), "--split", "test"]) == 0
     assert "test result files valid" in capsys.readouterr().out
+
+
+def test_streaming_prediction_writes_embeddings_per_video_and_keeps_none(tiny_mtl_run: Path, tiny_root_ro: Path,
+                                                                          tmp_path: Path) -> None:
+    from abaw.data.affwild2 import AffWild2
+    from abaw.data.sequences import load_videos
+    from abaw.inference import load_run_model, make_loader, predict_videos, window_length
+    from abaw.train.config import tracks_of
+    from abaw.train.evaluate import predict_streaming, video_groups
+
+    model, cfg, device = load_run_model(tiny_mtl_run)
+    tasks = tracks_of(cfg)
+    videos = load_videos(AffWild2(tiny_root_ro), "validation", tasks, cfg["protocol"], None)
+    assert len(videos) >= 2
+    sizes = [v.n_frames for v in videos]
+    groups = video_groups(videos, max_frames=sizes[0] + sizes[1])
+    assert [v.name for g in groups for v in g] == [v.name for v in videos] and len(groups[0]) == 2
+    assert [len(g) for g in video_groups(videos, max_frames=1)] == [1] * len(videos)  # a long video: its own group
+
+    loader = make_loader(cfg, model)
+    whole = predict_videos(model, videos, loader, window_length(cfg), 4, tasks, device)
+    streamed = predict_streaming(model, videos, loader, window_length(cfg), 4, tasks, device, None,
+                                 tmp_path / "emb", max_frames=1)
+    assert set(streamed) == set(whole)
+    for name, store in streamed.items():
+        assert "embedding" not in store  # written, not held
+        for task in tasks:
+            np.testing.assert_allclose(store[task], whole[name][task], atol=1e-5)
+        emb = np.load(tmp_path / "emb" / f"{name}.npy")
+        assert emb.dtype == np.float16
+        np.testing.assert_allclose(emb, whole[name]["embedding"].astype(np.float16), atol=1e-2)

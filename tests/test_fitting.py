@@ -155,3 +155,84 @@ def test_num_threads_is_restored() -> None:
     with num_threads(None):
         assert torch.get_num_threads() == before
     assert torch.get_num_threads() == before
+
+
+# ---- devices, precision, loaders and DDP settings (issue 13, the GPU path; no GPU needed) --------------------------
+
+def test_devices_auto_explicit_and_unknown() -> None:
+    from abaw.train.fitting import parse_device
+
+    assert pick_device("auto") == pick_device(None) == pick_device(" AUTO ")
+    assert pick_device("cpu") == CPU and pick_device(CPU) is CPU
+    assert parse_device("cuda:1") == torch.device("cuda", 1) and parse_device("cuda") == torch.device("cuda")
+    for bad in ("gpu", "cuda:x", "cpu:0:1"):
+        with pytest.raises(AbawError, match="unknown device"):
+            parse_device(bad)
+    with pytest.raises(AbawError, match="unknown device 'gpu'"):
+        pick_device("gpu")
+
+
+def test_amp_none_is_float32_and_fp16_scales_only_on_cuda() -> None:
+    from abaw.train.fitting import amp_mode
+
+    assert amp_mode("none") is None and amp_mode(None) is None and amp_mode("bf16") == "bf16"
+    with autocast(CPU, "none"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    assert not grad_scaler(CPU, "none").is_enabled()
+    with pytest.raises(AbawError, match="needs a CUDA device") as err:
+        grad_scaler(CPU, "fp16")
+    assert "\n" not in str(err.value)
+
+
+def test_loader_options_leave_the_cpu_as_it_was() -> None:
+    import os
+
+    from abaw.train.fitting import CUDA_WORKERS, loader_options
+
+    assert loader_options(None, CPU) == {"num_workers": 0, "pin_memory": False, "persistent_workers": False}
+    assert loader_options(2, CPU) == {"num_workers": 2, "pin_memory": False, "persistent_workers": False}
+    gpu = torch.device("cuda", 0)  # only the settings: nothing runs on it
+    assert loader_options(None, gpu) == {"num_workers": min(CUDA_WORKERS, os.cpu_count() or 1), "pin_memory": True,
+                                         "persistent_workers": True}
+    assert loader_options(0, gpu) == {"num_workers": 0, "pin_memory": False, "persistent_workers": False}
+
+
+def test_setup_device_changes_nothing_on_the_cpu() -> None:
+    from abaw.train.fitting import setup_device
+
+    before = (torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32)
+    assert setup_device(CPU) is CPU
+    assert (torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32) == before
+
+
+def test_ddp_searches_unused_parameters_only_when_some_may_get_no_gradient() -> None:
+    from abaw.models import create_model
+    from abaw.train.distributed import find_unused_parameters
+    from abaw.train.losses import MultiTaskLoss
+
+    model = create_model("demo_face", tasks=("va", "expr"), image_size=16)
+    assert not find_unused_parameters(model, ["va", "expr"])
+    assert find_unused_parameters(model, ["va"])  # the EXPR head is not trained: it gets no gradient
+    assert find_unused_parameters(nn.Linear(2, 2), ["va"])  # not a multi-stream model: search
+    # The rule's premise: every trainable parameter gets a gradient, even from a batch without any valid label.
+    inputs = {"face": torch.randn(2, 3, 3, 16, 16)}
+    out = model(inputs)
+    targets = {"va": torch.full((2, 3, 2), -5.0), "expr": torch.full((2, 3), -1, dtype=torch.long)}
+    loss, _ = MultiTaskLoss(("va", "expr")).forward({k: out[k] for k in ("va", "expr")}, targets)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_process_group_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    from abaw.train.distributed import DEFAULT_TIMEOUT_MINUTES, TIMEOUT_ENV, timeout
+
+    monkeypatch.delenv(TIMEOUT_ENV, raising=False)
+    assert timeout() == datetime.timedelta(minutes=DEFAULT_TIMEOUT_MINUTES) > datetime.timedelta(minutes=30)
+    monkeypatch.setenv(TIMEOUT_ENV, "90")
+    assert timeout() == datetime.timedelta(minutes=90)
+    for bad in ("0", "soon"):
+        monkeypatch.setenv(TIMEOUT_ENV, bad)
+        with pytest.raises(AbawError, match=TIMEOUT_ENV):
+            timeout()

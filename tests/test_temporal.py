@@ -137,3 +137,39 @@ def test_temporal_cli_and_config_errors(source: tuple[Path, Path], tmp_path: Pat
     (no_train / "predictions" / "train.parquet").unlink()
     assert main(["temporal", "--source", str(no_train), "--out", str(tmp_path)]) == 2
     assert "has no train-split predictions; make them with `abaw evaluate" in capsys.readouterr().err
+
+
+def test_split_built_per_video_equals_the_whole_split_reference(source: tuple[Path, Path]) -> None:
+    """float32 statistics/outputs, float16 embeddings as stored, rows equal to the whole-split float64 build."""
+    from abaw.runs.outputs import load_run, track_columns
+    from abaw.temporal.train import DEFAULTS, build_split
+
+    root, src = source
+    run = load_run(src)
+    for variant in ("mlp", "bilstm"):
+        config = {**DEFAULTS, "block": 4, "stats": ["max", "min", "mean", "std"], "variant": variant}
+        data = build_split(run, "validation", config, root, PROTOCOL, ["va", "expr"], ["va"], True)
+        assert data.x.dtype == np.float32 and data.emb is not None and data.emb.dtype == np.float16
+        columns = [c for t in ("va", "expr") for c in track_columns(t, PROTOCOL)]
+        df = run.predictions("validation", columns)
+        values = df[columns].to_numpy(dtype=np.float64)
+        names = df["name"].to_numpy(dtype=str)
+        face = np.ones(len(df), bool)
+        stats = video_block_stats(values, names, 4, config["stats"], valid=face)[carry_index(names, face)]
+        emb = np.concatenate([np.load(src / "embeddings" / "validation" / f"{n}.npy")[g["frame"].to_numpy() - 1]
+                              for n, g in df.groupby("name", sort=True)]).astype(np.float64)
+        ref = np.concatenate([stats, emb, values], axis=1).astype(np.float32)
+        assert data.dim == ref.shape[1] and data.n_stats == stats.shape[1]
+        np.testing.assert_array_equal(data.features(slice(None)), ref)
+        rows = np.array([5, 0, len(ref) - 1])
+        np.testing.assert_array_equal(data.features(rows), ref[rows])
+        mean, std = data.moments(chunk=7)
+        assert mean.dtype == std.dtype == np.float32
+        np.testing.assert_allclose(mean, ref.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(std, ref.astype(np.float64).std(0) + 1e-6, rtol=1e-5, atol=1e-6)
+        data.mean, data.std = mean, std
+        np.testing.assert_allclose(data.features(rows), (ref[rows] - mean) / std, rtol=1e-6)
+        if variant == "bilstm":
+            seq, lengths = block_windows(values, names, 4, valid=face)
+            np.testing.assert_array_equal(data.seq, seq)
+            np.testing.assert_array_equal(data.lengths, lengths)

@@ -84,11 +84,11 @@ class ModelPredictor:
 
     note = ""
 
-    def __init__(self, run_dir: str | Path) -> None:
+    def __init__(self, run_dir: str | Path, device: str | None = None) -> None:
         from abaw.inference import load_run_model
         from abaw.train.config import tracks_of
 
-        self.model, self.config, self.device = load_run_model(run_dir)
+        self.model, self.config, self.device = load_run_model(run_dir, device=device or "auto")
         self.protocol = tasks.get_protocol(self.config.get("protocol"))
         self.expr_classes = self.protocol.expr_classes
         self.au_names = self.protocol.au_names
@@ -110,8 +110,9 @@ class ModelPredictor:
         return out
 
 
-def load_predictor(checkpoint: str | Path | None) -> FerPredictor | ModelPredictor:
-    return ModelPredictor(checkpoint) if checkpoint else FerPredictor()
+def load_predictor(checkpoint: str | Path | None, device: str | None = None) -> FerPredictor | ModelPredictor:
+    """The trained run's model on ``device`` (None or "auto": the best available), else the FER2013 classifier."""
+    return ModelPredictor(checkpoint, device=device) if checkpoint else FerPredictor()
 
 
 def frame_table(boxes: pd.DataFrame, outputs: dict[str, dict[str, np.ndarray]], predictor: Any,

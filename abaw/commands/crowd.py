@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from abaw.commands.train import DEVICE_HELP, device_arg
 from abaw.errors import AbawError
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     tc.add_argument("--image-size", type=int, default=112)
     tc.add_argument("--limit", type=int, default=None, help="use only the first N images of each split")
     tc.add_argument("--seed", type=int, default=0)
-    tc.add_argument("--device", default="cpu")
+    tc.add_argument("--device", default="auto", type=device_arg, help=f"{DEVICE_HELP} (default: auto)")
     tc.add_argument("--out", type=Path, required=True, help="run folder")
     tc.set_defaults(func=run_train_crowd)
 
@@ -86,7 +87,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument("--image-size", type=int, default=112)
     pre.add_argument("--limit", type=int, default=None, help="use only the first N images of each split")
     pre.add_argument("--seed", type=int, default=0)
-    pre.add_argument("--device", default="cpu")
+    pre.add_argument("--device", default="auto", type=device_arg, help=f"{DEVICE_HELP} (default: auto)")
     pre.add_argument("--force", action="store_true", help="retrain even if --out is a finished checkpoint")
     pre.set_defaults(func=run_pretrain)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from abaw.commands.detection_args import add_detection_args, detect_every, trust_weights
+from abaw.commands.train import device_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_detection_args(p, "person detector, used when the model has body/context streams")
     p.add_argument("--max-faces", type=int, default=None, help="keep at most this many face tracks (default: all)")
     p.add_argument("--au-threshold", type=float, default=0.5, help="AU decision threshold (default: 0.5)")
+    p.add_argument("--device", default="auto", type=device_arg,
+                   help="where the --checkpoint model runs: auto (the GPU when there is one, else the CPU; default), "
+                        "cpu, cuda or cuda:N")
     p.set_defaults(func=run)
 
 
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                           max_faces=args.max_faces, au_threshold=args.au_threshold, annotate=args.annotate,
                           plots=not args.no_plots, detect_every=detect_every(args),
                           trust_weights=trust_weights(args))
-    predictor = load_predictor(args.checkpoint)
+    predictor = load_predictor(args.checkpoint, device=args.device)
     if predictor.note:
         print(f"note: {predictor.note}")
     failed = []

@@ -32,6 +32,19 @@ def parse_track(text: str) -> list[str]:
             f"unknown track {text!r}; choose 1 (VA), 2 (EXPR), 3 (AU) or all") from None
 
 
+DEVICE_HELP = "auto (this process's GPU when there is one, else the CPU), cpu, cuda or cuda:N"
+AMP_CHOICES = ("bf16", "fp16", "none")
+
+
+def device_arg(text: str) -> str:
+    """An argparse ``type=`` for ``--device`` (no torch import: ``--help`` stays fast): auto, cpu, cuda or cuda:N."""
+    key = text.strip().lower()
+    kind, colon, index = key.partition(":")
+    if key in ("auto", "cpu", "cuda") or (kind == "cuda" and colon and index.isdigit()):
+        return key
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}; choose {DEVICE_HELP}")
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", help="config JSON, or a preset name from configs/ (e.g. demo_va)")
     p.add_argument("--track", type=parse_track, help="1 VA, 2 EXPR, 3 AU, or all (multi-task); default: the config's")
@@ -53,7 +66,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--mode", choices=("end2end", "cached"), help="train on frames or on cached CNN features")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--device", type=device_arg, help=f"train.device: {DEVICE_HELP} (default: the config's, auto)")
+    p.add_argument("--amp", choices=AMP_CHOICES,
+                   help="train.amp: bf16 autocast (CPU or GPU), fp16 autocast with a loss scaler (CUDA only), none")
+    p.add_argument("--bf16", action="store_true", help="same as --amp bf16")
     p.add_argument("--protocol", help="abaw2020 | abaw2021 | abaw2022")
     p.add_argument("--out", default="runs", help="folder of run folders (default runs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -88,8 +104,14 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not path.is_file():
             raise AbawError("--pretrained_affectnet: backbone checkpoint not found", path=path)
         o["model.kwargs.pretrained_face"] = str(path.resolve())
+    if args.bf16 and args.amp not in (None, "bf16"):
+        raise AbawError(f"--bf16 and --amp {args.amp} disagree: give one of them")
     if args.bf16:
         o["train.amp"] = "bf16"
+    if args.amp is not None:
+        o["train.amp"] = None if args.amp == "none" else args.amp
+    if args.device is not None:
+        o["train.device"] = args.device
     for text in args.set:
         key, value = parse_override(text)
         o[key] = value
@@ -133,6 +155,19 @@ def check_validation(cfg: dict[str, Any]) -> None:
     print(f"abaw train: warning: {note}", file=sys.stderr)
 
 
+def check_device(cfg: dict[str, Any]) -> None:
+    """Before a run folder is made: the device exists in this process and supports the precision (fp16 needs
+    CUDA), as one-line errors."""
+    import torch
+
+    from abaw.train.fitting import check_amp, pick_device
+
+    device = pick_device(cfg["train"]["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AbawError(f"train.device is {str(device)!r} but torch sees no CUDA device here")
+    check_amp(cfg["train"]["amp"], device)
+
+
 def run(args: argparse.Namespace) -> int:
     from abaw.runs.info import read_json
     from abaw.train.loop import train
@@ -143,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.config:
             raise AbawError("give a config (-c CONFIG) or --resume RUN_DIR")
         cfg = resolve_from_args(args)
+        check_device(cfg)
         check_validation(cfg)
         run_dir = train(cfg, out=args.out, max_steps=args.max_steps)
     from abaw.train.distributed import world_info

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from abaw.crowd.aggregate import DawidSkene, dawid_skene, majority_vote_codes, soft_labels
 from abaw.crowd.layers import CLASSIFICATION_TYPES, CrowdClassification, CrowdModel
 from abaw.crowd.votes import counts_from_codes
-from abaw.train.fitting import epoch_line, optimizer_step
+from abaw.train.fitting import epoch_line, loader_options, optimizer_step, pick_device, setup_device
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +82,16 @@ def _loss(method: str, model: nn.Module, logits_or_out, targets: torch.Tensor) -
 
 def fit_crowd(base: nn.Module, inputs: Dataset | torch.Tensor, codes: np.ndarray, n_classes: int,
               method: str = "crowd", conn_type: str = "MW", epochs: int = 20, lr: float = 1e-3,
-              batch_size: int = 64, weight_decay: float = 0.0, seed: int = 0, device: str | torch.device = "cpu",
+              batch_size: int = 64, weight_decay: float = 0.0, seed: int = 0, device: str | torch.device = "auto",
               crowd_lr: float | None = None, on_epoch: Callable[[int, nn.Module], dict[str, float]] | None = None,
-              num_workers: int = 0, crowd_init: str = "identity") -> FitResult:
+              num_workers: int | None = 0, crowd_init: str = "identity") -> FitResult:
     """Train ``base`` (inputs -> K logits) from crowd codes (N, R) with ``method`` (see module docstring).
 
     ``crowd_lr`` sets the crowd layer's learning rate (default ``lr``); ``crowd_init="ds"`` starts an MW layer from
     the Dawid-Skene confusion matrices instead of the identity (a warm start beyond Rodrigues & Pereira);
-    ``on_epoch(epoch, base)`` may return validation figures that go into the history. Adam optimiser.
+    ``on_epoch(epoch, base)`` may return validation figures that go into the history. Adam optimiser. ``device``:
+    "auto" (the GPU when there is one, else the CPU), "cpu", "cuda", "cuda:N"; ``num_workers`` None: the device's
+    default (:func:`abaw.train.fitting.loader_options`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -99,7 +101,9 @@ def fit_crowd(base: nn.Module, inputs: Dataset | torch.Tensor, codes: np.ndarray
     targets, ds = make_targets(codes, n_classes, method)
     data = TensorDataset(inputs) if isinstance(inputs, torch.Tensor) else inputs
     gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(_Indexed(data), batch_size=batch_size, shuffle=True, generator=gen, num_workers=num_workers)
+    device = setup_device(pick_device(device))
+    loader = DataLoader(_Indexed(data), batch_size=batch_size, shuffle=True, generator=gen,
+                        **loader_options(num_workers, device))
     crowd = CrowdClassification(n_classes, codes.shape[1], conn_type) if method == "crowd" else None
     if crowd is not None and crowd_init == "ds":
         ds = dawid_skene(codes, n_classes)
@@ -135,8 +139,10 @@ def fit_crowd(base: nn.Module, inputs: Dataset | torch.Tensor, codes: np.ndarray
 
 @torch.no_grad()
 def predict_classes(base: nn.Module, inputs: Dataset | torch.Tensor, batch_size: int = 256,
-                    device: str | torch.device = "cpu") -> np.ndarray:
-    """Class probabilities (N, K) of ``base`` (crowd layer dropped)."""
+                    device: str | torch.device | None = None) -> np.ndarray:
+    """Class probabilities (N, K) of ``base`` (crowd layer dropped), on ``device`` (None: where ``base`` is)."""
+    param = next(base.parameters(), None)
+    device = pick_device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
     base.eval()
     data = TensorDataset(inputs) if isinstance(inputs, torch.Tensor) else inputs
     out = []

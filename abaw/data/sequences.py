@@ -203,13 +203,47 @@ def epoch_order(n: int, seed: int, epoch: int, weights: np.ndarray | None = None
     return rng.choice(n, size=n, replace=True, p=p / p.sum())
 
 
-def epoch_batches(order: np.ndarray, batch_size: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+SHUFFLES = ("video", "global")
+
+
+def video_epoch_order(windows: np.ndarray, seed: int, epoch: int, weights: np.ndarray | None = None,
+                      block: int = 1) -> np.ndarray:
+    """An epoch order that visits windows grouped by video, a pure function of (seed, epoch).
+
+    The videos come in a fresh random order every epoch, cut into blocks of ``block`` consecutive videos; the
+    windows of a block are shuffled together and a block is finished before the next starts, so a reader with an
+    LRU of at least ``block`` videos loads each video once per epoch. Without weights the order is a permutation of
+    all windows; with weights it holds ``n`` draws with replacement (as :func:`epoch_order`), grouped the same way.
+    """
+    windows = np.asarray(windows).reshape(-1, 2)
+    n = len(windows)
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    if weights is None:
+        picks = np.arange(n)
+    else:
+        p = np.asarray(weights, dtype=np.float64)
+        picks = rng.choice(n, size=n, replace=True, p=p / p.sum())
+    if n == 0:
+        return picks
+    n_videos = int(windows[:, 0].max()) + 1
+    position = np.empty(n_videos, dtype=np.int64)
+    position[rng.permutation(n_videos)] = np.arange(n_videos)  # video -> its place in this epoch's video order
+    block_of = position[windows[picks, 0]] // max(1, int(block))
+    within = rng.random(len(picks))
+    return picks[np.lexsort((within, block_of))]
+
+
+def epoch_batches(order: np.ndarray, batch_size: int, rank: int = 0, world: int = 1,
+                  contiguous: bool = False) -> list[list[int]]:
     """Split an epoch order into this rank's batches; every rank gets the same number of batches (the order is
-    padded by wrapping, which is harmless for training; evaluation never uses this)."""
+    padded by wrapping, which is harmless for training; evaluation never uses this). ``contiguous`` gives each rank
+    one consecutive slice of the order (keeps a video-grouped order grouped per rank) instead of every world-th item.
+    """
     order = np.asarray(order)
     if world > 1:
-        total = int(np.ceil(len(order) / world)) * world
-        order = np.resize(order, total)[rank::world]
+        per = int(np.ceil(len(order) / world))
+        order = np.resize(order, per * world)
+        order = order[rank * per:(rank + 1) * per] if contiguous else order[rank::world]
     return [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 

@@ -37,7 +37,7 @@ from abaw.runs.outputs import (
 from abaw.temporal.config import DEFAULTS as DEFAULTS  # re-exported: the config lives in temporal/config.py
 from abaw.temporal.config import load_config as load_config
 from abaw.temporal.model import TemporalStatModel
-from abaw.temporal.stats import block_windows, carry_index, video_block_stats
+from abaw.temporal.stats import block_stats, block_windows, carry_index, n_stat_features
 from abaw.train.checkpoint import load_checkpoint, save_checkpoint
 from abaw.train.fitting import cpu_copy, epoch_line, num_threads, optimizer_step, pick_device
 from abaw.train.losses import ccc_loss
@@ -49,12 +49,55 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SplitData:
+    """A split's model inputs, built video by video: never a whole-split float64 copy.
+
+    A feature row is [block statistics, embedding, current outputs]; ``x`` holds the statistics and outputs as
+    float32 (rows x (stats + outputs), small), ``emb`` the embeddings in the source's storage dtype (float16 for
+    abaw's runs), and :meth:`features` assembles (and normalises) the rows of one batch only.
+    """
+
     keys: pd.DataFrame
-    x: np.ndarray  # (n, D) features, statistics first
+    x: np.ndarray  # (n, S + k) float32: S block-statistic columns, then the k current outputs
+    emb: np.ndarray | None  # (n, F) embedding rows (float16 or float32), None without embeddings
+    n_stats: int  # S
     seq: np.ndarray | None  # (n, block, k) for the BiLSTM
     lengths: np.ndarray | None
     targets: dict[str, np.ndarray]  # track -> labels of each row (invalid markers kept)
     n_frames: dict[str, dict[str, int]]  # track -> name -> label lines
+    mean: np.ndarray | None = None  # (D,) float32 feature normalisation, set before training or inference
+    std: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def dim(self) -> int:
+        """D, the width of a feature row."""
+        return self.x.shape[1] + (self.emb.shape[1] if self.emb is not None else 0)
+
+    def features(self, rows: Any, normalise: bool = True) -> np.ndarray:
+        """The float32 feature rows ``rows`` (a slice or an index array), normalised when ``mean``/``std`` are set."""
+        x = self.x[rows]
+        parts = [x[:, : self.n_stats]]
+        if self.emb is not None:
+            parts.append(self.emb[rows].astype(np.float32))
+        parts.append(x[:, self.n_stats:])
+        feat = np.concatenate(parts, axis=1)
+        if normalise and self.mean is not None and self.std is not None:
+            feat = (feat - self.mean) / self.std
+        return feat.astype(np.float32, copy=False)
+
+    def moments(self, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """Per-column mean and population std (+1e-6) of the raw features, as float32, in float64 chunks."""
+        total = np.zeros(self.dim)
+        for s in range(0, len(self), chunk):
+            total += self.features(slice(s, s + chunk), normalise=False).sum(axis=0, dtype=np.float64)
+        mean = total / max(len(self), 1)
+        sq = np.zeros(self.dim)
+        for s in range(0, len(self), chunk):
+            sq += ((self.features(slice(s, s + chunk), normalise=False) - mean) ** 2).sum(axis=0)
+        std = np.sqrt(sq / max(len(self), 1)).astype(np.float32) + np.float32(1e-6)
+        return mean.astype(np.float32), std
 
 
 def _present_tracks(df: pd.DataFrame, protocol: str) -> list[str]:
@@ -63,24 +106,39 @@ def _present_tracks(df: pd.DataFrame, protocol: str) -> list[str]:
 
 def build_split(source: Run, split: str, config: dict[str, Any], data_root: str | Path, protocol: str,
                 inputs: list[str], task_list: list[str], use_embedding: bool) -> SplitData:
-    """Features and targets of one split: [block statistics, embedding, current outputs] per predicted frame."""
+    """Features and targets of one split: [block statistics, embedding, current outputs] per predicted frame.
+
+    Built one video at a time (statistics in float64 over a video, stored as float32), so the working memory
+    beyond the split's float32 inputs is one video's."""
     columns = [c for t in inputs for c in track_columns(t, protocol)]
     df = source.predictions(split, columns)
-    values = df[columns].to_numpy(dtype=np.float64)
-    valid = ~np.isnan(values).any(axis=1)
-    df, values = df[valid].reset_index(drop=True), values[valid]
+    df = df[df[columns].notna().all(axis=1).to_numpy()].reset_index(drop=True)
     names = df["name"].to_numpy(dtype=str)
+    frames = df["frame"].to_numpy(dtype=np.int64)
     face = _face_frames(data_root, protocol, df) if config["face_frames_only"] else np.ones(len(df), bool)
     carry = carry_index(names, face)
-    stats = video_block_stats(values, names, config["block"], config["stats"], config["quantiles"], valid=face)
-    parts = [stats[carry]]
-    if use_embedding:
-        parts.append(_embeddings(source, split, df))
-    parts.append(values)
+    n, k, block = len(df), len(columns), int(config["block"])
+    n_stats = n_stat_features(k, config["stats"], config["quantiles"])
+    col_arrays = [df[c].to_numpy() for c in columns]  # the table's own columns: no copy of the split
+    x = np.empty((n, n_stats + k), dtype=np.float32)
+    emb: np.ndarray | None = None
     seq = lengths = None
     if config["variant"] == "bilstm":
-        seq, lengths = block_windows(values, names, config["block"], valid=face)
-        seq, lengths = seq[carry], lengths[carry]
+        seq, lengths = np.zeros((n, block, k), dtype=np.float32), np.zeros(n, dtype=np.int64)
+    for name, s, e in video_slices(names):
+        values = np.stack([c[s:e] for c in col_arrays], axis=1).astype(np.float64)
+        here = carry[s:e] - s  # a row's block lies in its own video
+        stats = block_stats(values, block, config["stats"], config["quantiles"], valid=face[s:e])
+        x[s:e, :n_stats] = stats[here]
+        x[s:e, n_stats:] = values
+        if use_embedding:
+            rows = _video_embedding(source, split, str(name), frames[s:e])
+            if emb is None:
+                emb = np.empty((n, rows.shape[1]), dtype=rows.dtype)
+            emb[s:e] = rows
+        if seq is not None and lengths is not None:
+            vseq, vlen = block_windows(values, names[s:e], block, valid=face[s:e])
+            seq[s:e], lengths[s:e] = vseq[here], vlen[here]
     from abaw.data.affwild2 import AffWild2
 
     ds = AffWild2(data_root, protocol=protocol) if split == "test" else None
@@ -93,8 +151,7 @@ def build_split(source: Run, split: str, config: dict[str, Any], data_root: str 
         labels = load_labels(data_root, split, track, protocol)
         targets[track] = labels_for_rows(df, labels, track, protocol)
         n_frames[track] = {n: len(lab) for n, lab in labels.items()}
-    x = np.concatenate(parts, axis=1).astype(np.float32)
-    return SplitData(df[["name", "frame"]], x, seq, lengths, targets, n_frames)
+    return SplitData(df[["name", "frame"]], x, emb, n_stats, seq, lengths, targets, n_frames)
 
 
 def _face_frames(data_root: str | Path, protocol: str, df: pd.DataFrame) -> np.ndarray:
@@ -114,16 +171,16 @@ def _face_frames(data_root: str | Path, protocol: str, df: pd.DataFrame) -> np.n
     return face
 
 
-def _embeddings(source: Run, split: str, df: pd.DataFrame) -> np.ndarray:
-    rows = []
-    for name, group in df.groupby("name", sort=True):  # df is sorted by name, so groups come in row order
-        emb = source.embedding(split, str(name))
-        frames = group["frame"].to_numpy()
-        if frames.max() > len(emb):
-            raise AbawError(f"run {source.run_id}: embedding of video {name} has {len(emb)} frames but frame "
-                            f"{frames.max()} is predicted", path=source.path / "embeddings" / split / f"{name}.npy")
-        rows.append(emb[frames - 1])
-    return np.concatenate(rows).astype(np.float64)
+def _video_embedding(source: Run, split: str, name: str, frames: np.ndarray) -> np.ndarray:
+    """The embedding rows of ``frames`` (1-based) of one video, kept float16 when the file is float16."""
+    path = source.path / "embeddings" / split / f"{name}.npy"
+    emb = source.embedding(split, name)
+    if frames.max() > len(emb):
+        raise AbawError(f"run {source.run_id}: embedding of video {name} has {len(emb)} frames but frame "
+                        f"{frames.max()} is predicted", path=path)
+    rows = emb[frames - 1]
+    stored = np.load(path, mmap_mode="r").dtype  # the header only
+    return rows.astype(np.float16) if stored == np.float16 else rows  # float16 -> float32 -> float16 is exact
 
 
 # ---- training ------------------------------------------------------------------------------------------------
@@ -154,7 +211,7 @@ def _outputs(model: TemporalStatModel, data: SplitData, device: torch.device, ba
     model.eval()
     chunks: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
-        for s in range(0, len(data.x), batch):
+        for s in range(0, len(data), batch):
             out = model(*_inputs(data, slice(s, s + batch), device))
             for key, val in out.items():
                 chunks.setdefault(key, []).append(activate(key, val).cpu().numpy())
@@ -162,7 +219,7 @@ def _outputs(model: TemporalStatModel, data: SplitData, device: torch.device, ba
 
 
 def _inputs(data: SplitData, rows: Any, device: torch.device) -> tuple[torch.Tensor, ...]:
-    x = torch.from_numpy(data.x[rows]).to(device)
+    x = torch.from_numpy(data.features(rows)).to(device)
     if data.seq is None:
         return (x,)
     return x, torch.from_numpy(data.seq[rows]).to(device), torch.from_numpy(data.lengths[rows])
@@ -248,8 +305,8 @@ def predict_temporal(run_dir: str | Path, split: str = "test") -> Path:
     data = build_split(source, split, config, config["data_root"], protocol, inputs, task_list,
                        bool(config["use_embedding"]))
     ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    data.x = ((data.x - ckpt["feature_mean"].numpy()) / ckpt["feature_std"].numpy()).astype(np.float32)
-    model = _make_model(config, data.x.shape[1], protocol, inputs, task_list)
+    data.mean, data.std = ckpt["feature_mean"].numpy(), ckpt["feature_std"].numpy()
+    model = _make_model(config, data.dim, protocol, inputs, task_list)
     model.load_state_dict(ckpt["model"])
     outputs = _outputs(model, data, torch.device("cpu"))
     cols = {col: outputs[t][:, j] for t in task_list for j, col in enumerate(track_columns(t, protocol))}
@@ -269,10 +326,9 @@ def _fit(source: Run, config: dict[str, Any], resolved: dict[str, Any], run_id: 
     log.info("temporal: loading %s outputs of run %s", "/".join(inputs), source.run_id)
     train = build_split(source, "train", config, data_root, protocol, inputs, task_list, use_embedding)
     val = build_split(source, "validation", config, data_root, protocol, inputs, task_list, use_embedding)
-    mean, std = train.x.mean(axis=0), train.x.std(axis=0) + 1e-6
-    train.x = (train.x - mean) / std
-    val.x = (val.x - mean) / std
-    model = _make_model(config, train.x.shape[1], protocol, inputs, task_list).to(device)
+    mean, std = train.moments()  # normalisation applied batch by batch (SplitData.features)
+    train.mean, train.std, val.mean, val.std = mean, std, mean, std
+    model = _make_model(config, train.dim, protocol, inputs, task_list).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=float(config["lr"]), weight_decay=float(config["weight_decay"]))
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -285,7 +341,7 @@ def _fit(source: Run, config: dict[str, Any], resolved: dict[str, Any], run_id: 
     info.source = source.run_id
     write_run_info(run_dir, info)
 
-    labelled = np.zeros(len(train.x), dtype=bool)
+    labelled = np.zeros(len(train), dtype=bool)
     for track, true in train.targets.items():
         labelled |= (true > tasks.INVALID[track]).all(axis=1) if track != "au" else ((true == 0) | (true == 1)).any(1)
     fit_rows = np.flatnonzero(labelled)

@@ -42,7 +42,11 @@ class DataConfig:
     audio_window: float | None = option(None, gt=0)  # seconds of log-mel centred on each frame; None = input_spec
     oversample_va: bool = False  # AffWildNet VA-quadrant oversampling
     quadrant_targets: list[float] = option([0.43, 0.24, 0.19, 0.14], ge=0)
-    workers: int = option(0, ge=0)
+    # training order: "video" visits windows grouped by video (blocks of shuffle_block videos, each shuffled
+    # within; reads each video once per epoch), "global" is one random order over all windows
+    shuffle: str = option("video", choices=("video", "global"))
+    shuffle_block: int = option(4, ge=1)
+    workers: int | None = option(None, ge=0)  # DataLoader workers; None = 0 on the CPU, up to 4 on CUDA
     max_videos: int | None = option(None, ge=1)  # keep only the first N videos per split (quick experiments)
     extract_batch_size: int = option(64, ge=1)
 
@@ -90,11 +94,11 @@ class TrainLoopConfig:
     epochs: int = option(10, ge=1)
     patience: int = option(10, ge=0)  # early stopping: epochs without a better validation score
     grad_clip: float | None = option(5.0, ge=0)  # None or 0: no clipping
-    amp: str | None = option(None, choices=(None, "bf16"))  # None (fp32) or "bf16"
+    amp: str | None = option(None, choices=(None, "none", "bf16", "fp16"))  # None/"none" fp32; fp16: CUDA only
     seed: int = option(0, ge=0)
     log_interval: int = option(20, ge=1)
     checkpoint_every: int = option(50, ge=0)  # steps between mid-epoch checkpoints (last.pt); 0 = only epoch ends
-    device: str | None = None  # None = cuda when available, else cpu
+    device: str | None = None  # None or "auto" = cuda when available, else cpu; "cpu", "cuda", "cuda:N"
     threads: int | None = option(None, ge=1)  # torch threads; None = torch's default
     progress: bool = True
 

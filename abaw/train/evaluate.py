@@ -22,6 +22,10 @@ from abaw.tasks import INVALID, get_protocol
 
 log = logging.getLogger(__name__)
 
+#: Frames per group of videos predicted together by ``evaluate`` (bounds the embeddings held: 32,768 x 2048-d
+#: float32 is 268 MB), so memory does not grow with the split.
+GROUP_FRAMES = 32768
+
 
 def true_labels(video: SequenceVideo, task: str) -> np.ndarray:
     """Labels with the official invalid markers back in place (metrics drop them)."""
@@ -79,7 +83,8 @@ def result_arrays(preds: dict[str, dict[str, np.ndarray]], videos: list[Sequence
 def write_outputs(run_dir: Path, split: str, preds: dict[str, dict[str, np.ndarray]], videos: list[SequenceVideo],
                   cfg: dict[str, Any], scores: dict[str, Any] | None, submission: str | Path | None = None,
                   plots: bool = True) -> None:
-    """Everything ``abaw evaluate`` writes for one split of a run."""
+    """Everything ``abaw evaluate`` writes for one split of a run (embeddings only those still in ``preds``:
+    :func:`predict_streaming` has written and dropped them)."""
     from abaw.results import write_result_folder
     from abaw.train.config import tracks_of
 
@@ -101,6 +106,41 @@ def write_outputs(run_dir: Path, split: str, preds: dict[str, dict[str, np.ndarr
         from abaw.train.plots import plot_split
 
         plot_split(run_dir / "plots", split, preds, videos, tasks, protocol, scores)
+
+
+def video_groups(videos: list[SequenceVideo], max_frames: int = GROUP_FRAMES) -> list[list[SequenceVideo]]:
+    """Consecutive videos in groups of at most ``max_frames`` frames (a longer video is a group of its own)."""
+    groups: list[list[SequenceVideo]] = []
+    size = 0
+    for video in videos:
+        if not groups or size + video.n_frames > max_frames:
+            groups.append([])
+            size = 0
+        groups[-1].append(video)
+        size += video.n_frames
+    return groups
+
+
+def predict_streaming(model: Any, videos: list[SequenceVideo], loader: Any, duration: int, batch_size: int,
+                      tasks: Sequence[str], device: Any, amp: str | None, embedding_dir: Path,
+                      progress: bool = False, max_frames: int = GROUP_FRAMES) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`~abaw.inference.predict_videos` over groups of videos of at most ``max_frames`` frames (one loader
+    per group, so a loader's start-up is paid per group, not per video), each video's embedding written to
+    ``embedding_dir/<name>.npy`` (float16) once its group is done and not kept: the outputs returned are small
+    (frames x the tracks' columns), so the embeddings held at once are one group's, never the split's."""
+    from tqdm import tqdm
+
+    preds: dict[str, dict[str, np.ndarray]] = {}
+    with tqdm(total=len(videos), desc="predict", unit="video", leave=False, disable=not progress) as bar:
+        for group in video_groups(videos, max_frames):
+            out = predict_videos(model, group, loader, duration, batch_size, tasks, device, amp)
+            for name, store in out.items():
+                emb = store.pop("embedding", None)
+                if emb is not None:
+                    save_npy(embedding_dir / f"{name}.npy", emb.astype(np.float16))
+                preds[name] = store
+            bar.update(len(group))
+    return preds
 
 
 def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str = "validation",
@@ -142,8 +182,8 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
 
         extract_features(cfg, model, batch_size=cfg["data"]["extract_batch_size"], progress=progress)
     loader = make_loader(cfg, model)
-    preds = predict_videos(model, videos, loader, window_length(cfg), eval_batch_size(cfg, batch_size), tasks, device,
-                           cfg["train"]["amp"], progress=progress)
+    preds = predict_streaming(model, videos, loader, window_length(cfg), eval_batch_size(cfg, batch_size), tasks,
+                              device, cfg["train"]["amp"], run_dir / "embeddings" / split, progress=progress)
     if split == "test":
         return _write_test(run_dir, preds, videos, cfg, root, submission)
     scores = score_predictions(preds, videos, tasks, cfg["protocol"])

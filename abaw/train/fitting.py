@@ -52,19 +52,69 @@ def num_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+DEVICE_HELP = "auto (this process's GPU when there is one, else the CPU), cpu, cuda or cuda:N"
+
+
 def pick_device(requested: str | torch.device | None = None) -> torch.device:
-    """``requested``, else this process's GPU (its ``LOCAL_RANK`` under torchrun), else the CPU."""
-    if requested:
-        return torch.device(requested)
+    """``requested`` (``"auto"`` or None: this process's GPU -- its ``LOCAL_RANK`` under torchrun -- else the CPU)."""
+    if isinstance(requested, torch.device):
+        return requested
+    if requested and str(requested).strip().lower() != "auto":
+        try:
+            return torch.device(str(requested).strip().lower())  # as before: any device torch knows (mps, ...)
+        except RuntimeError:
+            raise AbawError(f"unknown device {requested!r}: give {DEVICE_HELP}") from None
     if torch.cuda.is_available():
         return torch.device("cuda", world_info()[2])
     return torch.device("cpu")
 
 
+def parse_device(text: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` as a device (``auto`` is :func:`pick_device`'s); an AbawError otherwise."""
+    key = text.strip().lower()
+    kind, _, index = key.partition(":")
+    if kind == "cpu" and not index or kind == "cuda" and (not index or index.isdigit()):
+        return torch.device(key)
+    raise AbawError(f"unknown device {text!r}: give {DEVICE_HELP}")
+
+
+def setup_device(device: torch.device) -> torch.device:
+    """Per-process settings of a device: on CUDA, float32 matmuls and convolutions may use TF32 tensor cores
+    (``set_float32_matmul_precision("high")``; about 10 bits of mantissa, the usual choice for training); the CPU
+    is left exactly as it is."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+#: DataLoader worker processes when ``data.workers`` is null: none on the CPU (the model competes with the workers for
+#: the same cores, and starting them costs more than the tiny CPU runs gain), up to this many on a GPU.
+CUDA_WORKERS = 4
+
+
+def loader_options(workers: int | None, device: torch.device) -> dict[str, Any]:
+    """DataLoader keyword arguments for ``device``: ``workers`` processes (None: 0 on the CPU, up to
+    :data:`CUDA_WORKERS` on CUDA), with pinned memory and persistent workers only on CUDA with workers."""
+    import os
+
+    if workers is None:
+        workers = min(CUDA_WORKERS, os.cpu_count() or 1) if device.type == "cuda" else 0
+    on_gpu = device.type == "cuda" and workers > 0
+    return {"num_workers": int(workers), "pin_memory": on_gpu, "persistent_workers": on_gpu}
+
+
+def amp_mode(amp: str | None) -> str | None:
+    """``amp`` with ``"none"`` read as None (float32)."""
+    return None if amp is None or str(amp).lower() == "none" else amp
+
+
 def check_amp(amp: str | None, device: torch.device) -> None:
     """An AbawError for an unknown mode, or float16 off CUDA."""
+    amp = amp_mode(amp)
     if amp not in AMP_MODES:
-        raise AbawError(f"amp must be null, \"bf16\" or \"fp16\", got {amp!r}")
+        raise AbawError(f"amp must be null, \"none\", \"bf16\" or \"fp16\", got {amp!r}")
     if amp == "fp16" and device.type != "cuda":
         raise AbawError(f"amp \"fp16\" needs a CUDA device (use \"bf16\" on {device.type})")
 
@@ -72,6 +122,7 @@ def check_amp(amp: str | None, device: torch.device) -> None:
 def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
     """The autocast context of ``amp`` on ``device`` (a no-op for float32)."""
     check_amp(amp, device)
+    amp = amp_mode(amp)
     if amp is None:
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
@@ -81,7 +132,7 @@ def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContex
 def grad_scaler(device: torch.device, amp: str | None) -> torch.amp.GradScaler:
     """A loss scaler, enabled only for float16 (bfloat16 has float32's range and needs none)."""
     check_amp(amp, device)
-    return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+    return torch.amp.GradScaler(device.type, enabled=amp_mode(amp) == "fp16")
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, grad_clip: float | None = None,

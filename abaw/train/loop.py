@@ -33,6 +33,7 @@ from abaw.data.sequences import (
     make_windows,
     quadrant_weights,
     va_quadrants,
+    video_epoch_order,
 )
 from abaw.errors import AbawError
 from abaw.fileio import append_jsonl, write_json, write_text
@@ -47,12 +48,14 @@ from abaw.train.fitting import (
     autocast,
     epoch_line,
     grad_scaler,
+    loader_options,
     num_threads,
     optimizer_step,
     pick_device,
     progress,
     restore_training_state,
     seed_everything,
+    setup_device,
     show_progress,
     training_state,
 )
@@ -121,7 +124,7 @@ class Trainer:
                  progress: bool | None = None) -> None:
         self.cfg, self.run_dir, self.resume, self.max_steps = cfg, run_dir, resume, max_steps
         tr = cfg["train"]
-        self.device = pick_device(tr["device"])
+        self.device = setup_device(pick_device(tr["device"]))
         dd.init(self.device)
         self.rank, self.world = dd.rank(), dd.world_size()
         self.main = self.rank == 0
@@ -159,7 +162,7 @@ class Trainer:
         if self.world > 1:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                find_unused_parameters=dd.find_unused_parameters(self.model, self.tasks))
 
     def _prepare_cache(self) -> None:
         """Cached mode: the stream CNNs are fixed feature extractors; extract what is missing (rank 0)."""
@@ -200,11 +203,17 @@ class Trainer:
     def train_epoch(self, epoch: int, writer: Any) -> bool:
         """Train (the rest of) one epoch; return False when stopped early by ``max_steps``."""
         cfg, tr = self.cfg, self.cfg["train"]
-        order = epoch_order(len(self.train_set), int(tr["seed"]), epoch, self.weights)
-        batches = epoch_batches(order, cfg["data"]["batch_size"], self.rank, self.world)
+        # a run folder written before data.shuffle existed trained in the global order: resume it so
+        by_video = cfg["data"].get("shuffle", "global") == "video"
+        if by_video:  # grouped by video: each video's cached features are read once per epoch, not per window
+            order = video_epoch_order(self.train_set.windows, int(tr["seed"]), epoch, self.weights,
+                                      cfg["data"].get("shuffle_block", 4))
+        else:
+            order = epoch_order(len(self.train_set), int(tr["seed"]), epoch, self.weights)
+        batches = epoch_batches(order, cfg["data"]["batch_size"], self.rank, self.world, contiguous=by_video)
         skip = self.state["step_in_epoch"]
-        dl = DataLoader(self.train_set, batch_sampler=batches[skip:], num_workers=cfg["data"]["workers"],
-                        generator=torch.Generator(), persistent_workers=False)
+        dl = DataLoader(self.train_set, batch_sampler=batches[skip:], generator=torch.Generator(),
+                        **loader_options(cfg["data"]["workers"], self.device))
         self.net.train()
         bar = progress(dl, self.progress, total=len(batches) - skip, desc=f"epoch {epoch + 1}")
         t0 = time.perf_counter()
@@ -241,7 +250,7 @@ class Trainer:
         data = self.cfg["data"]
         preds = predict_videos(self.model, self.val_videos, self.loader, data["duration"],
                                data["eval_batch_size"] or data["batch_size"], self.tasks, self.device, self.amp,
-                               embeddings=embeddings, progress=self.progress)
+                               embeddings=embeddings, progress=self.progress, workers=data["workers"])
         return preds, score_predictions(preds, self.val_videos, self.tasks, self.cfg["protocol"])
 
     def end_epoch(self, epoch: int, writer: Any) -> bool:

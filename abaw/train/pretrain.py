@@ -33,10 +33,12 @@ from abaw.train.checkpoint import load_checkpoint, save_checkpoint
 from abaw.train.fitting import (
     cpu_copy,
     epoch_line,
+    loader_options,
     optimizer_step,
     pick_device,
     progress,
     restore_training_state,
+    setup_device,
     show_progress,
     training_state,
 )
@@ -61,7 +63,7 @@ class PretrainConfig:
     image_size: int = 112
     limit: int | None = None
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # the GPU when there is one, else the CPU; "cpu", "cuda", "cuda:N"
     augment: bool = True
 
     def key(self) -> dict[str, Any]:
@@ -173,13 +175,14 @@ def pretrain_affectnet(cfg: PretrainConfig, force: bool = False, stop_after: int
     val = AffectNetImages(cfg.data, "validation", **common)
     if len(train) == 0:
         raise AbawError("no usable training images", path=cfg.data)
-    device = pick_device(cfg.device)
+    device = setup_device(pick_device(cfg.device))
+    options = loader_options(None, device)  # the CPU: no workers, as before; a GPU: workers and pinned memory
     net = PretrainNet(backbone, len(classes), "va" in cfg.tasks).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=len(train) >
-                              cfg.batch_size)
-    val_loader = DataLoader(val, batch_size=max(cfg.batch_size, 64))
+                              cfg.batch_size, **options)
+    val_loader = DataLoader(val, batch_size=max(cfg.batch_size, 64), **options)
 
     start_epoch, history, best = 1, [], {"f1": -1.0, "epoch": 0, "state": None}
     if state_path.is_file() and not force:

@@ -104,3 +104,32 @@ def test_completeness_check_reads_headers_only(tmp_path: Path) -> None:
     other = tmp_path / "other.npz"
     save_npz(other, feats=np.zeros(40, np.float16), valid=np.ones(40, bool))  # 1-D features: not ours
     assert not _complete(other, 40)
+
+
+def test_prepare_and_extract_under_two_ranks_cover_every_video_once(tiny_root: Path, prepared_root: Path,
+                                                                    capsys: pytest.CaptureFixture,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started by ``torchrun`` (RANK/WORLD_SIZE set), prepare and extract take the rank's share of the videos."""
+    from abaw.cli import main
+    from abaw.train.extract import all_videos
+
+    prepared: list[set[str]] = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert main(["prepare", str(tiny_root), "--force"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        prepared.append({ln.split(":")[0] for ln in lines if " frames, face in " in ln})
+    videos = {p.stem for p in (tiny_root / "videos").rglob("*") if p.is_file()}
+    assert prepared[0] and prepared[1] and not prepared[0] & prepared[1]
+    assert {Path(v).stem for v in prepared[0] | prepared[1]} == videos
+
+    cfg_path = prepared_root.parent / "cfg_ranks.json"
+    cfg_path.write_text(json.dumps(_cfg(prepared_root, ["face"], **{"model.kwargs.hidden_size": 4})))
+    written = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        assert main(["extract", "--data-root", str(prepared_root), "-c", str(cfg_path), "--force"]) == 0
+        written.append(json.loads(capsys.readouterr().out)["face"]["written"])
+    n = len(all_videos(prepared_root, "abaw2021"))
+    assert written[0] > 0 and written[1] > 0 and sum(written) == n

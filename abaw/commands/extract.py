@@ -17,6 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from abaw.train.checkpoint import model_from_config
     from abaw.train.config import parse_override, resolve
     from abaw.train.extract import extract_features
+    from abaw.video.prepare import parse_shard
 
     if not args.config and not args.model:
         raise AbawError("give --config CFG or --model NAME")
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         cfg["data"]["streams"] = [s for s in model.stream_encoders() if s in ENCODED_STREAMS]
         model = model_from_config(cfg)
     summary = extract_features(cfg, model, streams=args.streams, batch_size=args.batch_size, bf16=args.bf16,
-                               force=args.force)
+                               force=args.force, shard_of=parse_shard(args.shard))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -48,5 +49,6 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--force", action="store_true", help="recompute complete files too")
+    p.add_argument("--shard", help="i/N: only the i-th of N shares of the videos (default under torchrun: the rank's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     p.set_defaults(func=run)

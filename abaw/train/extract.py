@@ -24,6 +24,7 @@ from abaw.data.stream_inputs import StreamLoader, feature_path
 from abaw.errors import AbawError
 from abaw.fileio import save_npz
 from abaw.tasks import ENCODED_STREAMS, FEATURES_DIR, IMAGE_STREAMS, SPLITS, TRACKS
+from abaw.video.prepare import shard
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,10 @@ def encode_video(encoder: nn.Module, loader: StreamLoader, stream: str, video: S
 
 
 def extract_features(cfg: dict[str, Any], model: nn.Module, streams: list[str] | None = None, batch_size: int = 64,
-                     bf16: bool = False, progress: bool = True, force: bool = False) -> dict[str, Any]:
-    """Extract every missing feature file of the config's encoded streams; returns a summary per stream."""
+                     bf16: bool = False, progress: bool = True, force: bool = False,
+                     shard_of: tuple[int, int] = (1, 1)) -> dict[str, Any]:
+    """Extract every missing feature file of the config's encoded streams; returns a summary per stream.
+    ``shard_of`` (i, N) limits it to the i-th of N shares of the videos (``abaw extract`` passes the rank's)."""
     from tqdm import tqdm
 
     from abaw.train.fitting import pick_device
@@ -150,7 +153,7 @@ def extract_features(cfg: dict[str, Any], model: nn.Module, streams: list[str] |
     wanted = [s for s in (streams or cfg["data"]["streams"]) if s in names]
     encoders = model.stream_encoders()
     device = pick_device(cfg["train"]["device"])
-    videos = all_videos(root, cfg["protocol"])
+    videos = shard(all_videos(root, cfg["protocol"]), *shard_of)
     spec = model.input_spec() if hasattr(model, "input_spec") else {}
     summary: dict[str, Any] = {}
     for stream in wanted:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -106,10 +107,15 @@ def find_videos(root: str | Path) -> list[Path]:
     return videos
 
 
+T = TypeVar("T")
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"2/4"`` -> (2, 4): the second of four shards (1-based)."""
+    """``"2/4"`` -> (2, 4): the second of four shards (1-based). Without ``text``, a process started by ``torchrun``
+    takes its shard from its rank (``RANK``/``WORLD_SIZE``), so one job of N ranks covers every video once."""
     if not text:
-        return 1, 1
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        return (rank + 1, world) if 0 <= rank < world else (1, 1)
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
@@ -119,7 +125,8 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def shard(items: list[Path], i: int, n: int) -> list[Path]:
+def shard(items: list[T], i: int, n: int) -> list[T]:
+    """The i-th of n interleaved shares of ``items`` (1-based): every item is in exactly one share."""
     return items[i - 1::n]
 
 

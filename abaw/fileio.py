@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from abaw.errors import AbawError
+
 if TYPE_CHECKING:  # numpy is imported where arrays are written, so that `abaw --help` starts without it
     import numpy as np
 
@@ -23,8 +25,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     if path.is_dir():
-        from abaw.errors import AbawError
-
         raise AbawError("is a folder; give the path of a file to write", path=path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

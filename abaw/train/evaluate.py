@@ -123,7 +123,8 @@ def video_groups(videos: list[SequenceVideo], max_frames: int = GROUP_FRAMES) ->
 
 def predict_streaming(model: Any, videos: list[SequenceVideo], loader: Any, duration: int, batch_size: int,
                       tasks: Sequence[str], device: Any, amp: str | None, embedding_dir: Path,
-                      progress: bool = False, max_frames: int = GROUP_FRAMES) -> dict[str, dict[str, np.ndarray]]:
+                      progress: bool = False, max_frames: int = GROUP_FRAMES,
+                      workers: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """:func:`~abaw.inference.predict_videos` over groups of videos of at most ``max_frames`` frames (one loader
     per group, so a loader's start-up is paid per group, not per video), each video's embedding written to
     ``embedding_dir/<name>.npy`` (float16) once its group is done and not kept: the outputs returned are small
@@ -133,7 +134,7 @@ def predict_streaming(model: Any, videos: list[SequenceVideo], loader: Any, dura
     preds: dict[str, dict[str, np.ndarray]] = {}
     with tqdm(total=len(videos), desc="predict", unit="video", leave=False, disable=not progress) as bar:
         for group in video_groups(videos, max_frames):
-            out = predict_videos(model, group, loader, duration, batch_size, tasks, device, amp)
+            out = predict_videos(model, group, loader, duration, batch_size, tasks, device, amp, workers=workers)
             for name, store in out.items():
                 emb = store.pop("embedding", None)
                 if emb is not None:

@@ -37,13 +37,13 @@ from abaw.data.sequences import (
 )
 from abaw.errors import AbawError
 from abaw.fileio import append_jsonl, write_json, write_text
-from abaw.inference import make_loader, predict_videos, to_device
+from abaw.inference import batch_size, make_loader, predict_videos, to_device, window_length
 from abaw.runs.folder import check_run_dir, create_run_dir, record_run, removed_on_failure
 from abaw.runs.info import config_hash, git_commit, now, read_json, update_run_info
 from abaw.train import distributed as dd
 from abaw.train.checkpoint import load_checkpoint, model_from_config, save_checkpoint, unwrap
 from abaw.train.config import tracks_of
-from abaw.train.evaluate import score_predictions, write_outputs
+from abaw.train.evaluate import predict_streaming, score_predictions, write_outputs
 from abaw.train.fitting import (
     autocast,
     epoch_line,
@@ -246,11 +246,16 @@ class Trainer:
         self.state["train_seconds"] += time.perf_counter() - t0
         return True
 
-    def validate(self, embeddings: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
-        data = self.cfg["data"]
-        preds = predict_videos(self.model, self.val_videos, self.loader, data["duration"],
-                               data["eval_batch_size"] or data["batch_size"], self.tasks, self.device, self.amp,
-                               embeddings=embeddings, progress=self.progress, workers=data["workers"])
+    def validate(self, embedding_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Outputs and scores on the validation videos; with ``embedding_dir``, each video's embedding is written
+        there as its group of videos is done (``abaw evaluate``'s path), so the split's embeddings are never held."""
+        args = (self.model, self.val_videos, self.loader, window_length(self.cfg), batch_size(self.cfg), self.tasks,
+                self.device, self.amp)
+        workers = self.cfg["data"]["workers"]
+        if embedding_dir is None:
+            preds = predict_videos(*args, embeddings=False, progress=self.progress, workers=workers)
+        else:
+            preds = predict_streaming(*args, embedding_dir, progress=self.progress, workers=workers)
         return preds, score_predictions(preds, self.val_videos, self.tasks, self.cfg["protocol"])
 
     def end_epoch(self, epoch: int, writer: Any) -> bool:
@@ -327,7 +332,7 @@ class Trainer:
         best = self.run_dir / "checkpoints" / "best.pt"
         if best.is_file():
             self.model.load_state_dict(load_checkpoint(best)["model"])
-        preds, scores = self.validate(embeddings=True)
+        preds, scores = self.validate(self.run_dir / "embeddings" / "validation")
         write_outputs(self.run_dir, "validation", preds, self.val_videos, self.cfg, scores)
         from abaw.train.plots import plot_curves
 

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from abaw.errors import AbawError
+from abaw.fileio import load_failure_reason
 from abaw.video.choices import PERSON_BACKENDS
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,7 @@ class UltralyticsPerson:
         try:
             self._model = YOLO(str(model))
         except Exception as exc:  # a trusted file that is no ultralytics model: one line, not a traceback
-            why = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise AbawError(f"cannot load the ultralytics model ({type(exc).__name__}: {why})", path=model) from None
+            raise AbawError(f"cannot load the ultralytics model: {load_failure_reason(exc)}", path=model) from None
         self.score_threshold, self.device = score_threshold, device
 
     def detect(self, image: np.ndarray) -> list[PersonBox]:

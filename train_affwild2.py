@@ -1,6 +1,11 @@
 #!/usr/bin/env python
 """Train on Aff-Wild2: ``python train_affwild2.py -c CONFIG --track {1,2,3,all} [--face] [--body] [--context]
-[--audio] ...``; the same command as ``abaw train`` (works under ``torchrun --nproc_per_node=N``)."""
+[--audio] ...``; the same command as ``abaw train`` (works under ``torchrun --nproc_per_node=N``).
+
+Every flag of the NTUA-CVSP seed's README and argparse keeps its meaning (-r/--resume, -d/--device, -p/--print-freq,
+-ef/--eval-freq, --exp_name, --arch, --dropout, --pretrained_affectnet, --cell_type, --hidden_size, --num_layers, the
+stream switches, --optimizer, --lr/--learning_rate, --momentum, --weight_decay/--wd, --duration, --batch_size), and
+``-c`` also reads the seed's own config.json (``abaw.train.seed_config``)."""
 
 from __future__ import annotations
 

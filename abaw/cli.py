@@ -15,6 +15,7 @@ import warnings
 
 from abaw import __version__
 from abaw.commands import (
+    ablate,
     crowd,
     demo,
     ensemble,
@@ -36,7 +37,7 @@ from abaw.errors import AbawError
 #: Sub-command modules, in the order ``abaw --help`` lists them. Each imports its heavy libraries inside ``run``, so
 #: building the parser (and ``abaw --help``) loads no torch, pandas or scipy.
 COMMANDS = (demo, synth, index, score, validate_submission, weights, prepare, extract, train, evaluate, ensemble,
-            temporal, predict, crowd, leaderboard)
+            temporal, predict, crowd, leaderboard, ablate)
 
 
 class Parser(argparse.ArgumentParser):

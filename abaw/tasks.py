@@ -23,6 +23,17 @@ TRACK_TITLES: dict[str, str] = {
 
 SPLITS: tuple[str, ...] = ("train", "validation")
 SPLIT_DIRS: dict[str, str] = {"train": "Train_Set", "validation": "Validation_Set"}
+#: The test split. Its labels are hidden: they live only in a separate label root laid out like a data root's
+#: annotations (``LABELS/annotations/<track dir>/Test_Set/<name>.txt``, e.g. the synthetic generator's
+#: ``test_labels/``), read only by ``abaw score --split test --labels LABELS``. It is kept out of SPLITS and
+#: SPLIT_DIRS, which are all that training, evaluation and the data root reader look at (real Aff-Wild2 has no test
+#: labels).
+TEST_SPLIT = "test"
+TEST_SPLIT_DIR = "Test_Set"
+#: Splits that result files are written for, validated and scored on.
+RESULT_SPLITS: tuple[str, ...] = SPLITS + (TEST_SPLIT,)
+#: Annotation split folders of a label root (``abaw score --labels``): SPLIT_DIRS plus the test split's.
+LABEL_SPLIT_DIRS: dict[str, str] = {**SPLIT_DIRS, TEST_SPLIT: TEST_SPLIT_DIR}
 
 VA_NAMES: tuple[str, str] = ("valence", "arousal")
 VA_INVALID: float = -5.0
@@ -62,6 +73,20 @@ PREPARED_DIR = "prepared"
 FEATURES_DIR = "features"
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi")
+
+#: Result-file formats: "folder" (2020-2022: ``<track dir>/<name>.txt`` with the annotation header, one line per
+#: frame) and "single" (2023 on: one file per track, ``<track dir>.txt``, below).
+RESULT_FORMATS: tuple[str, ...] = ("folder", "single")
+#: First column of the single-file format: ``<name>/00001.jpg`` (CROP_PATTERN), one line per frame of each test video.
+#: Header and lines as the public code of ABAW 2023-2025 entries writes them for the organisers' per-track sample
+#: files (``CVPR_5th/6th/8th_ABAW_<VA|Expr|AU>_test_set_example/sample.txt``): upczww/abaw5 and upczww/abaw6
+#: (``EXPR/test.py``, ``AU/test.py``; 5th and 6th ABAW) and FreedomPuppy77/Charon (``VA/test.py``; 8th ABAW):
+#: ``image_location,valence,arousal`` then ``<name>/00001.jpg,v,a``; ``image_location,Neutral,...,Other`` (the 8
+#: class names) then ONE class index per line, as in the 2020-2022 files; ``image_location,AU1,...,AU26`` then 12
+#: 0/1 values. So a single-file line is the folder format's line with ``<name>/<frame>.jpg,`` in front. The file
+#: name is abaw's choice (``Protocol.result_file``; entrants name theirs freely, e.g. ``predictions.txt``): readers
+#: take any name when given the file itself.
+IMAGE_LOCATION = "image_location"
 
 #: The input streams. Image streams are CNN inputs cut from the frame; audio is a log-mel window per frame; the
 #: landmarks are points, fed to the model without a CNN. ENCODED_STREAMS are the ones with a per-frame encoder
@@ -105,11 +130,27 @@ class Protocol:
     def annotation_dir(self, track: str) -> str:
         return ANNOTATION_DIRS[self.layout][check_track(track)]
 
+    def single_header(self, track: str) -> str:
+        """The header line of a single-file (2023 on) result file: ``image_location,<header>``."""
+        return f"{IMAGE_LOCATION},{header(track, self)}"
+
+    def result_file(self, track: str) -> str:
+        """File name of a track's single-file result: the track's annotation folder name + ``.txt``."""
+        return f"{self.annotation_dir(track)}.txt"
+
 
 PROTOCOLS: dict[str, Protocol] = {
     "abaw2020": Protocol("abaw2020", EXPR_CLASSES_7, AU_NAMES_8, "f1_acc", "f1_acc", "abaw2021"),
     "abaw2021": Protocol("abaw2021", EXPR_CLASSES_7, AU_NAMES_12, "f1_acc", "f1_acc", "abaw2021"),
     "abaw2022": Protocol("abaw2022", EXPR_CLASSES_8, AU_NAMES_12, "f1", "f1", "abaw2022"),
+    # 5th (CVPR 2023), 6th (CVPR 2024) and 8th (CVPR 2025) ABAW: the VA, EXPR and AU tracks of 2022 on Aff-Wild2
+    # (8 expressions, 12 AUs, mean CCC, macro F1, mean per-AU F1, the 2022 annotation folders), results in one file
+    # per track. The 7th ABAW (ECCV 2024) ran other tasks on other data: no protocol here. The 6th ABAW's
+    # annotations name the EXPR folder EXPR_Recognition_Challenge (public code of 2024 entries): rename it to
+    # EXPR_Classification_Challenge to read such a root.
+    "abaw2023": Protocol("abaw2023", EXPR_CLASSES_8, AU_NAMES_12, "f1", "f1", "abaw2022", "single"),
+    "abaw2024": Protocol("abaw2024", EXPR_CLASSES_8, AU_NAMES_12, "f1", "f1", "abaw2022", "single"),
+    "abaw2025": Protocol("abaw2025", EXPR_CLASSES_8, AU_NAMES_12, "f1", "f1", "abaw2022", "single"),
 }
 DEFAULT_PROTOCOL = "abaw2021"
 
@@ -119,7 +160,7 @@ AU_F1_WEIGHT, AU_ACC_WEIGHT = 0.5, 0.5
 
 
 def get_protocol(name: str | Protocol | None = None) -> Protocol:
-    """Return a protocol by name (``abaw2020``, ``abaw2021``, ``abaw2022``); ``None`` gives the default."""
+    """Return a protocol by name (``abaw2020`` ... ``abaw2025``); ``None`` gives the default."""
     if isinstance(name, Protocol):
         return name
     key = DEFAULT_PROTOCOL if name is None else str(name).lower()

@@ -6,11 +6,16 @@ temporary file beside the cache entry and renamed onto it), unless offline (``AB
 case a one-line :class:`AbawError` names the missing file, where it was looked for and the address to get it from.
 
 Every local copy is checked against the catalogue's sha256 before it is returned, whatever its source (offline
-folder, cache, download): a file with other bytes is refused with one line. A file opened by a library that may
-unpickle it (``unpickled``: ultralytics' ``.pt``, loaded with ``weights_only=False``) can run code when opened, so it
-is never opened unchecked: other bytes, or no published sha256, are refused unless the user passes
-``--trust-weights`` (``trust=True``); :func:`check_file` does the same for a path given by the user. Hashes are
-computed once per process per file version (path, inode, size, mtime, ctime).
+folder, cache, download): a file with other bytes is refused with one line. Where the publisher gives only the start
+of the sha256 (torchvision puts its first 8 hex digits in the file name, ``resnet50-0676ba61.pth``), ``sha256`` holds
+that prefix and a file matches when its sha256 starts with it. A file opened by a library that may unpickle it
+(``unpickled``: ultralytics' ``.pt``, loaded with ``weights_only=False``; HSEmotion's whole pickled models) can run
+code when opened, so it is never opened unchecked: other bytes, no published sha256 or only a prefix of it, are
+refused unless the user passes ``--trust-weights`` (``trust=True``); :func:`check_file` does the same for a path given
+by the user. Hashes are computed once per process per file version (path, inode, size, mtime, ctime).
+
+``layout`` says how a backbone file stores its weights; :mod:`abaw.models.convert` reads each layout into a state_dict
+with abaw's key names, and :mod:`abaw.models.backbones` names the file each backbone starts from.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ class WeightFile:
     name: str
     filename: str
     url: str
-    sha256: str | None  # None: the publisher does not pin the file (checked by the loader instead)
+    #: The sha256, or the publisher's prefix of it (at least 8 hex digits); None: the publisher does not pin the file
+    sha256: str | None
     licence: str
     note: str
     #: Other names the same bytes are known under (e.g. the file name in ``../shared/assets/weights``).
@@ -52,11 +58,78 @@ class WeightFile:
     mirrors: tuple[str, ...] = field(default_factory=tuple)
     #: Opened by a library that may unpickle it (code can run when it is opened): never opened unverified.
     unpickled: bool = False
+    #: The work to cite when using the file.
+    citation: str = ""
+    #: How a PyTorch backbone's weights are stored, i.e. which reader of abaw.models.convert turns the file into a
+    #: state_dict: "state_dict" (torchvision), "places365" (CSAILVision checkpoint), "vgg_face_dag" (pytorch-mcn),
+    #: "timm_pickle" (a whole pickled timm model, converted once); None: not a backbone (read by its own library).
+    layout: str | None = None
 
     @property
     def filenames(self) -> tuple[str, ...]:
         return (self.filename, *self.aliases)
 
+    @property
+    def sha256_is_prefix(self) -> bool:
+        return self.sha256 is not None and len(self.sha256) < 64
+
+    def matches(self, sha256: str) -> bool:
+        """Whether a file with this sha256 holds the catalogue's bytes (a prefix is matched as a prefix)."""
+        return self.sha256 is not None and sha256.startswith(self.sha256)
+
+
+_TORCHVISION = "https://download.pytorch.org/models/"
+_MOBILENET_V2 = "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018"
+_RESNET = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
+_PLACES = ("Zhou et al., Places: A 10 million Image Database for Scene Recognition, IEEE TPAMI 2018 "
+           "(github.com/CSAILVision/places365)")
+_PLACES_URL = "http://places2.csail.mit.edu/models_places365/"
+_HSEMOTION = ("Savchenko, Facial expression and attributes recognition based on multi-task learning of lightweight "
+              "neural networks, SISY 2021; Savchenko, HSEmotion/EmotiEffLib (github.com/av-savchenko/"
+              "face-emotion-recognition)")
+_HSEMOTION_URL = "https://github.com/av-savchenko/face-emotion-recognition/raw/main/models/affectnet_emotions/"
+_HSEMOTION_MIRROR = "https://github.com/HSE-asavchenko/face-emotion-recognition/raw/main/models/affectnet_emotions/"
+
+
+def _hsemotion(name: str, arch: str, what: str) -> WeightFile:
+    return WeightFile(
+        f"hsemotion_{name}", f"{name}.pt", f"{_HSEMOTION_URL}{name}.pt", None, "Apache-2.0",
+        f"HSEmotion {arch} face model ({what}; VGGFace2 then AffectNet, 8 expressions Anger, Contempt, Disgust, Fear, "
+        "Happiness, Neutral, Sadness, Surprise; ImageNet mean/std): a whole pickled timm model, so it is opened once, "
+        f"with {TRUST_FLAG}, by `abaw weights convert` into a weights_only-safe state_dict beside the cache",
+        mirrors=(f"{_HSEMOTION_MIRROR}{name}.pt",), unpickled=True, citation=_HSEMOTION, layout="timm_pickle")
+
+
+#: The backbone weights of the presets (torchvision ImageNet, VGG-Face, Places365) and the ABAW winners' face models.
+_BACKBONE_FILES: tuple[WeightFile, ...] = (
+    WeightFile("resnet18_imagenet", "resnet18-f37072fd.pth", f"{_TORCHVISION}resnet18-f37072fd.pth", "f37072fd",
+               "BSD-3-Clause", "torchvision ResNet-18 ImageNet weights (ResNet18_Weights.IMAGENET1K_V1), a plain "
+               "state_dict", citation=_RESNET, layout="state_dict"),
+    WeightFile("resnet50_imagenet", "resnet50-0676ba61.pth", f"{_TORCHVISION}resnet50-0676ba61.pth", "0676ba61",
+               "BSD-3-Clause", "torchvision ResNet-50 ImageNet weights (ResNet50_Weights.IMAGENET1K_V1), a plain "
+               "state_dict", citation=_RESNET, layout="state_dict"),
+    WeightFile("vgg_face_dag", "vgg_face_dag.pth",
+               "https://www.robots.ox.ac.uk/~albanie/models/pytorch-mcn/vgg_face_dag.pth", None,
+               "VGG-Face: non-commercial research only",
+               "VGG-Face (VGG-16 trained on 2.6M faces of 2,622 people) converted from MatConvNet by S. Albanie "
+               "(pytorch-mcn), a state_dict with keys conv1_1 ... fc8 for 224x224 RGB in 0-255 less the mean; "
+               "abaw renames the 13 conv layers and folds the input scaling into conv1_1 for [-1, 1] input",
+               citation="Parkhi, Vedaldi, Zisserman, Deep Face Recognition, BMVC 2015", layout="vgg_face_dag"),
+    WeightFile("resnet18_places365", "resnet18_places365.pth.tar", f"{_PLACES_URL}resnet18_places365.pth.tar", None,
+               "MIT (CSAILVision/places365 code and models)",
+               "ResNet-18 trained on Places365-Standard scenes, a checkpoint dict whose state_dict keys start with "
+               "'module.' and end in a 365-class fc (dropped), read with weights_only=True", citation=_PLACES,
+               layout="places365"),
+    WeightFile("resnet50_places365", "resnet50_places365.pth.tar", f"{_PLACES_URL}resnet50_places365.pth.tar", None,
+               "MIT (CSAILVision/places365 code and models)",
+               "ResNet-50 trained on Places365-Standard scenes (NTUA-CVSP's context stream), a checkpoint dict "
+               "whose state_dict keys start with 'module.' and end in a 365-class fc (dropped), read with "
+               "weights_only=True", citation=_PLACES, layout="places365"),
+    _hsemotion("enet_b0_8_best_vgaf", "EfficientNet-B0 (tf_efficientnet_b0, 224x224)", "best on VGAF"),
+    _hsemotion("enet_b0_8_va_mtl", "EfficientNet-B0 (tf_efficientnet_b0, 224x224)",
+               "multi-task: expressions, valence, arousal"),
+    _hsemotion("enet_b2_8", "EfficientNet-B2 (tf_efficientnet_b2, 260x260)", "8 expressions"),
+)
 
 #: Every model file, by name (``abaw weights list`` prints it).
 CATALOGUE: dict[str, WeightFile] = {
@@ -108,7 +181,9 @@ CATALOGUE: dict[str, WeightFile] = {
             "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
             "BSD-3-Clause",
             "torchvision MobileNetV2 ImageNet weights (MobileNet_V2_Weights.IMAGENET1K_V1), a plain state_dict",
+            citation=_MOBILENET_V2, layout="state_dict",
         ),
+        *_BACKBONE_FILES,
         WeightFile(
             "yolov8n",
             "yolov8n.pt",
@@ -178,7 +253,7 @@ def checked(name: str, path: str | Path, trust: bool = False) -> Path:
                             f"{TRUST_FLAG} if you trust it", path=path)
         return path
     actual = sha256_of(path)
-    if actual == entry.sha256:
+    if entry.matches(actual) and not (entry.unpickled and entry.sha256_is_prefix):
         return path
     if entry.unpickled and trust:
         log.warning("%s: sha256 %s is not the catalogue's for %s; opened anyway (%s)", path, actual, name, TRUST_FLAG)
@@ -200,7 +275,7 @@ def check_file(path: str | Path, trust: bool = False) -> Path:
     if trust:
         return path
     actual = sha256_of(path)
-    if any(e.unpickled and e.sha256 == actual for e in CATALOGUE.values()):
+    if any(e.unpickled and e.sha256 == actual for e in CATALOGUE.values()):  # a full sha256 only
         return path
     raise AbawError(f"not opened: no catalogue file has its sha256 ({actual[:16]}...) and opening it can run code; "
                     f"pass {TRUST_FLAG} if you trust it", path=path)
@@ -218,6 +293,14 @@ def locate(name: str) -> Path | None:
     return None
 
 
+def locate_file(filename: str) -> Path | None:
+    """A file by name in the offline folder, then the cache (e.g. a converted state_dict), or None."""
+    for folder in (d for d in (weights_dir(), cache_dir()) if d is not None):
+        if (folder / filename).is_file():
+            return folder / filename
+    return None
+
+
 def _where() -> str:
     places = [f"${WEIGHTS_DIR_ENV}={weights_dir()}" if weights_dir() else f"${WEIGHTS_DIR_ENV} (unset)"]
     places.append(str(cache_dir()))
@@ -231,7 +314,7 @@ def fetch(name: str, timeout: float = 60.0, trust: bool = False) -> Path:
     found = locate(name)
     if found is not None:
         return checked(name, found, trust)
-    how = f"download {entry.url} into {cache_dir()} or set ${WEIGHTS_DIR_ENV} to a folder holding {entry.filename}"
+    how = how_to_get(entry)
     if offline():
         raise AbawError(f"weights file not found (offline, {OFFLINE_ENV}=1); looked in {_where()}; {how}",
                         path=entry.filename)
@@ -245,6 +328,14 @@ def fetch(name: str, timeout: float = 60.0, trust: bool = False) -> Path:
                     path=entry.filename)
 
 
+def how_to_get(entry: WeightFile) -> str:
+    """Where to put a missing file: the offline folder when ``ABAW_WEIGHTS_DIR`` is set, else the cache."""
+    if weights_dir() is not None:
+        return f"download {entry.url} and put it in {weights_dir()} (${WEIGHTS_DIR_ENV}) as {entry.filename}"
+    return (f"download {entry.url} into {cache_dir()}, or into a folder named by ${WEIGHTS_DIR_ENV}, as "
+            f"{entry.filename}")
+
+
 def _why(exc: OSError) -> str:
     """A failed download's cause without the connection pool's wrapping (requests -> urllib3 -> the real error)."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
@@ -256,16 +347,26 @@ def _download(entry: WeightFile, url: str, dest: Path, timeout: float) -> Path:
     sha256, then renamed onto ``dest``; a file with other bytes is deleted, never kept."""
     log.info("downloading %s from %s", entry.filename, url)
     downloader = pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), chunk_size=1 << 20, timeout=timeout)
-    known_hash = f"sha256:{entry.sha256}" if entry.sha256 else None
+    full = entry.sha256 is not None and not entry.sha256_is_prefix
+    known_hash = f"sha256:{entry.sha256}" if full else None
+    # A prefix-only hash is checked here, after pooch's download into a name of its own, before the rename onto dest.
+    fname = dest.name if full or entry.sha256 is None else f"{dest.name}.unverified"
     pooch_log = pooch.get_logger()  # its advice (e.g. "use this value as pooch.retrieve's known_hash") is not ours
     level = pooch_log.level
     pooch_log.setLevel(logging.WARNING)
     try:
-        path = Path(pooch.retrieve(url, known_hash, fname=dest.name, path=dest.parent, downloader=downloader))
+        path = Path(pooch.retrieve(url, known_hash, fname=fname, path=dest.parent, downloader=downloader))
     except ValueError as exc:  # pooch: other bytes than the published sha256 (already deleted), or a bad address
         raise AbawError(f"download from {url} not kept: {str(exc).split('. ')[0]}", path=entry.filename) from None
     finally:
         pooch_log.setLevel(level)
+    if path.name != dest.name:
+        actual = pooch.file_hash(str(path), alg="sha256")
+        if not entry.matches(actual):
+            path.unlink()
+            raise AbawError(f"download from {url} not kept: sha256 {actual[:16]}... does not start with the "
+                            f"publisher's {entry.sha256}", path=entry.filename)
+        path = path.replace(dest)
     umask = os.umask(0)  # pooch's temporary file is private (0600): give it an ordinary file's permissions
     os.umask(umask)
     path.chmod(0o666 & ~umask)
@@ -281,16 +382,17 @@ def verify(name: str) -> tuple[bool, str]:
     if entry.sha256 is None:
         return True, f"{name}: {path} present (no published sha256 to check)"
     actual = sha256_of(path)
-    if actual != entry.sha256:
+    if not entry.matches(actual):
         return False, f"{name}: {path} sha256 {actual} does not match {entry.sha256}"
-    return True, f"{name}: {path} ok"
+    return True, f"{name}: {path} ok" + (f" (sha256 starts with the published {entry.sha256})"
+                                          if entry.sha256_is_prefix else "")
 
 
 def install(name: str, source: str | Path) -> Path:
     """Copy a file the user obtained by hand into the cache after checking its sha256."""
     entry = get(name)
     source = Path(source)
-    if entry.sha256 and sha256_of(source) != entry.sha256:
+    if entry.sha256 and not entry.matches(sha256_of(source)):
         raise AbawError(f"sha256 does not match the catalogue entry {name!r}", path=source)
     dest = cache_dir() / entry.filename
     with atomic_path(dest) as tmp:

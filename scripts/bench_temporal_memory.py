@@ -1,14 +1,23 @@
-"""Peak memory of ``abaw temporal`` on a fake source run: features are built per video in float32 (embeddings kept
-in their stored float16), so the peak grows with rows x (statistics + embedding bytes), not with a float64 copy.
+"""Peak memory of ``abaw temporal`` and ``abaw evaluate`` at Aff-Wild2 size (default 564 videos x 5,000 frames, a
+512-d embedding: 2.8 M frames).
 
-Writes an annotations-only Aff-Wild2 root (abaw2021 layout, VA/EXPR/AU labels) and a source run folder in abaw's
-format (docs/design.md section 5: ``predictions/<split>.parquet`` and ``embeddings/<split>/<name>.npy`` float16),
-three quarters of the videos in train and a quarter in validation, then runs ``abaw temporal`` (one epoch) in a
-subprocess and prints its peak RSS (the child's own ``ru_maxrss`` from ``os.wait4``) and wall time. With ``--old
-FILE`` (a copy of an older ``abaw/temporal/train.py``, e.g. ``git show HEAD:abaw/temporal/train.py >
-/tmp/old_train.py``) it runs that module's ``fit_temporal`` on the same data too, for a before/after figure::
+Writes an annotations-only Aff-Wild2 root (abaw2021 layout, VA/EXPR/AU labels, three quarters of the videos in
+train and a quarter in validation) and two things on it in abaw's own formats:
 
-    .venv/bin/python scripts/bench_temporal_memory.py --videos 60 --frames 5000 --dim 512 --old /tmp/old_train.py
+- a fake source run (docs/design.md section 5: ``predictions/<split>.parquet`` and ``embeddings/<split>/<name>.npy``
+  float16, ``--dim`` wide) for ``abaw temporal``, run with one epoch in its default mode (out of fold over the
+  validation videos) and with ``fit_on=train`` (the training split's 2.1 M rows);
+- a feature cache (``features/face/<extractor>/<name>.npz``, float16 ``--dim``-d, under the extractor name abaw
+  computes) and a run folder holding an untrained small multi-task model over it (``demo_multitask`` with a
+  ``resnet18`` face backbone, 512-d, cached mode), for ``abaw evaluate --split validation``.
+
+Each command runs in a subprocess; its peak RSS is the child's own ``ru_maxrss`` (from ``os.wait4``), its CPU time
+user + system. ``--work DIR`` keeps the data for another run (it is reused when present). With ``--old FILE`` (a copy
+of an older ``abaw/temporal/train.py``, e.g. ``git show HEAD:abaw/temporal/train.py > /tmp/old_train.py``) it runs
+that module's ``fit_temporal`` on the same data too, for a before/after figure::
+
+    .venv/bin/python scripts/bench_temporal_memory.py                      # full size: ~7 GB of disk
+    .venv/bin/python scripts/bench_temporal_memory.py --videos 40 --frames 2000 --old /tmp/old_train.py
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from abaw import tasks
-from abaw.fileio import save_npy, write_json
+from abaw.fileio import save_npy, save_npz, write_json
 
 PROTOCOL = "abaw2021"
 OLD_RUNNER = """
@@ -36,7 +46,7 @@ spec = importlib.util.spec_from_file_location("old_temporal_train", sys.argv[1])
 mod = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = mod
 spec.loader.exec_module(mod)
-config = mod.load_config(None, {"epochs": 1, "threads": 1})
+config = mod.load_config(None, {"epochs": 1, "threads": 1})  # an older module fits on the training split
 mod.fit_temporal(sys.argv[2], config, sys.argv[3], sys.argv[4], force=True)
 """
 
@@ -79,55 +89,108 @@ def make_source(base: Path, videos: int, frames: int, dim: int, seed: int = 0) -
     return root, run_dir
 
 
-def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(peak RSS in MB, wall seconds) of one subprocess."""
+def make_eval_run(root: Path, run_dir: Path, dim: int) -> None:
+    """A feature cache of every name for a small cached-mode multi-task model over ``dim``-d features, and a run
+    folder holding that (untrained) model, for ``abaw evaluate``."""
+    import torch
+
+    from abaw.presets import find_preset
+    from abaw.train.checkpoint import model_from_config, save_checkpoint
+    from abaw.train.config import resolve
+    from abaw.train.extract import extractor_names
+
+    backbone = {512: "resnet18", 2048: "tv_resnet50", 1280: "tv_mobilenet_v2"}.get(dim)
+    if backbone is None:
+        raise SystemExit(f"--dim {dim}: the evaluate part needs a backbone of that width (512, 1280 or 2048)")
+    cfg = resolve(find_preset("demo_multitask"), {"data.root": str(root), "data.mode": "cached",
+                                                  "data.streams": ["face"], "train.threads": 1}, check_root=False)
+    cfg["model"]["kwargs"].update(backbone=backbone, pretrained=False)
+    with torch.no_grad():
+        model = model_from_config(cfg)
+    extractor = extractor_names(cfg, model)["face"]
+    names = sorted(p.stem for p in (root / "annotations").rglob("*.txt"))
+    rng = np.random.default_rng(1)
+    frames = len(np.loadtxt(next((root / "annotations").rglob("*.txt")), delimiter=",", skiprows=1, ndmin=2))
+    base = rng.standard_normal((frames, dim), dtype=np.float32).astype(np.float16)
+    valid = np.ones(frames, dtype=bool)
+    for name in dict.fromkeys(names):  # one row shift per video: files differ, nothing generated per frame
+        save_npz(root / tasks.FEATURES_DIR / "face" / extractor / f"{name}.npz",
+                 feats=np.roll(base, int(rng.integers(frames)), axis=0), valid=valid)
+    write_json(run_dir / "config.json", cfg)
+    write_json(run_dir / "run.json", {"run_id": run_dir.name, "kind": "train", "protocol": PROTOCOL,
+                                      "data_root": str(root), "tracks": list(tasks.TRACKS), "status": "finished"})
+    save_checkpoint(run_dir / "checkpoints" / "best.pt", {"model": model.state_dict()})
+
+
+def measure(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Peak RSS (MB), wall and CPU seconds of one subprocess."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with exit code {os.waitstatus_to_exitcode(status)}")
-    return usage.ru_maxrss / 1024, seconds  # ru_maxrss is in KiB on Linux
+    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is in KiB on Linux
+            "wall_s": round(seconds, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=60, help="videos in all (3/4 train, 1/4 validation)")
+    parser.add_argument("--videos", type=int, default=564, help="videos in all (3/4 train, 1/4 validation)")
     parser.add_argument("--frames", type=int, default=5000, help="frames per video")
-    parser.add_argument("--dim", type=int, default=512, help="embedding dimension")
+    parser.add_argument("--dim", type=int, default=512, help="embedding and cached feature dimension")
     parser.add_argument("--old", type=Path, help="an older abaw/temporal/train.py to measure on the same data")
+    parser.add_argument("--skip", nargs="*", default=[], choices=("temporal", "temporal-train", "evaluate"),
+                        help="leave out these measurements")
+    parser.add_argument("--work", type=Path, help="folder for the data (kept, and reused when present)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="abaw_bench_temporal_") as tmp:
-        base = Path(tmp)
+    base = args.work or Path(tempfile.mkdtemp(prefix="abaw_bench_temporal_"))
+    try:
         t0 = time.perf_counter()
-        root, src = make_source(base, args.videos, args.frames, args.dim)
+        root, src = base / "data", base / "runs" / "src"
+        if not (base / "made.json").is_file():
+            shutil.rmtree(base / "data", ignore_errors=True)
+            shutil.rmtree(base / "runs", ignore_errors=True)
+            root, src = make_source(base, args.videos, args.frames, args.dim)
+            if "evaluate" not in args.skip:
+                make_eval_run(root, base / "runs" / "eval", args.dim)
+            write_json(base / "made.json", vars(args) | {"old": None, "work": None})
         made = time.perf_counter() - t0
-        env = {**os.environ, "ABAW_DB": str(base / "abaw.sqlite")}
+        env = {**os.environ, "ABAW_DB": str(base / "abaw.sqlite"), "OMP_NUM_THREADS": "1"}
         rows = {split: len(pd.read_parquet(src / "predictions" / f"{split}.parquet", columns=["frame"]))
                 for split in ("train", "validation")}
         figures: dict[str, dict[str, float]] = {}
-        cmd = [sys.executable, "-m", "abaw", "temporal", "--source", str(src), "--data-root", str(root),
-               "--out", str(base / "runs_new"), "--set", "epochs=1", "--force"]
-        peak, wall = measure(cmd, env)
-        figures["new"] = {"peak_rss_mb": round(peak, 1), "wall_s": round(wall, 1)}
+        temporal = [sys.executable, "-m", "abaw", "temporal", "--source", str(src), "--data-root", str(root),
+                    "--out", str(base / "runs_new"), "--set", "epochs=1", "--force"]
+        if "temporal" not in args.skip:
+            figures["temporal (out of fold)"] = measure(temporal, env)
+        if "temporal-train" not in args.skip:
+            figures["temporal fit_on=train"] = measure([*temporal, "--set", "fit_on=train"], env)
         if args.old is not None:
             cmd = [sys.executable, "-c", OLD_RUNNER, str(args.old.resolve()), str(src), str(root),
                    str(base / "runs_old")]
-            peak, wall = measure(cmd, env)
-            figures["old"] = {"peak_rss_mb": round(peak, 1), "wall_s": round(wall, 1)}
+            figures["temporal, older code"] = measure(cmd, env)
+        if "evaluate" not in args.skip and (base / "runs" / "eval").is_dir():
+            figures["evaluate validation"] = measure([sys.executable, "-m", "abaw", "evaluate",
+                                                      str(base / "runs" / "eval"), "--data-root", str(root)], env)
+    finally:
+        if args.work is None:
+            shutil.rmtree(base, ignore_errors=True)
     emb_mb = {s: n * args.dim * 2 / 2**20 for s, n in rows.items()}
     doc = {"videos": args.videos, "frames": args.frames, "dim": args.dim, "rows": rows,
            "embedding_float16_mb": {s: round(v, 1) for s, v in emb_mb.items()},
-           "source_seconds": round(made, 1), "runs": figures}
+           "source_seconds": round(made, 1), "load": os.getloadavg(), "runs": figures}
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
     print(f"{args.videos} videos x {args.frames} frames, {args.dim}-d embedding: train {rows['train']:,} rows, "
           f"validation {rows['validation']:,} rows (float16 embeddings on disk: "
-          f"{emb_mb['train'] + emb_mb['validation']:.0f} MB; source made in {made:.1f} s)")
+          f"{emb_mb['train'] + emb_mb['validation']:.0f} MB; data made in {made:.1f} s); load average "
+          f"{doc['load'][0]:.1f}")
     for label, fig in figures.items():
-        print(f"  {label:>4}: abaw temporal peak RSS {fig['peak_rss_mb']:8.1f} MB, wall {fig['wall_s']:6.1f} s")
+        print(f"  {label:<24} peak RSS {fig['peak_rss_mb']:8.1f} MB, wall {fig['wall_s']:7.1f} s, "
+              f"CPU {fig['cpu_s']:7.1f} s")
     return 0
 
 

@@ -112,6 +112,21 @@ def _first(folder: Path) -> Path:
     return sorted(folder.glob("*.txt"))[0]
 
 
+def _single(track: str, edit: Callable[[Path], object]) -> Callable[[Path, Path | None], object]:
+    """The valid result folder rewritten as one single result file (2023 format) under {t}/pred, then ``edit(it)``."""
+    def make(t: Path, r: Path | None) -> None:
+        from abaw.results import convert_results
+
+        assert r is not None
+        folder = bi.valid_results(r, t / "folder", track)
+        edit(convert_results(folder, t / "pred", track, "abaw2021", fmt="single"))
+    return make
+
+
+def _drop_last_line(path: Path) -> None:
+    bi.write(path, "\n".join(path.read_text().splitlines()[:-1]) + "\n")
+
+
 def _video_in_root(writer: Callable[[Path], object]) -> Callable[[Path, Path | None], object]:
     """Replace the video of the first VA validation annotation by a bad one (same name)."""
     def make(t: Path, r: Path | None) -> None:
@@ -322,6 +337,24 @@ CASES: list[Case] = [
          VALID_VA, 1, ".txt", root=True),
     Case("validate-zip-is-folder", lambda t, r: (_results("va", lambda f: None)(t, r), (t / "sub.zip").mkdir()),
          (*VALID_VA, "--zip", "{t}/sub.zip"), 2, "sub.zip", root=True),
+    # --- single result files (2023 on) and label roots (score, validate-submission) --------------------------------
+    Case("score-single-missing-line", _single("va", _drop_last_line), SCORE_VA, 2, "VA_Set.txt", root=True),
+    Case("score-single-wrong-header", _single("va", lambda p: bi.edit_lines(p, 0, HEAD_VA)), SCORE_VA, 2,
+         "VA_Set.txt:1", root=True),
+    Case("score-single-bad-location", _single("va", lambda p: bi.edit_lines(p, 2, "00002.jpg,0,0")), SCORE_VA, 2,
+         "VA_Set.txt:3", root=True),
+    Case("score-single-binary", _single("va", lambda p: p.write_bytes(bi.JUNK)), SCORE_VA, 2, "VA_Set.txt",
+         root=True),
+    Case("score-single-bom-crlf", _single("va", lambda p: p.write_bytes(
+        b"\xef\xbb\xbf" + p.read_bytes().replace(b"\n", b"\r\n"))), SCORE_VA, 0, None, root=True),
+    Case("validate-single-missing-line", _single("va", _drop_last_line), VALID_VA, 1, "VA_Set.txt", root=True),
+    Case("validate-single-duplicate-line", _single("au", lambda p: bi.write(p, p.read_text() + p.read_text(
+        ).splitlines()[1] + "\n")), VALID_AU, 1, "AU_Set.txt:", root=True),
+    Case("score-test-without-labels", _nothing,
+         ("score", "--data-root", "{r}", "--split", "test", "--track", "va", "--pred", "{t}/pred"), 2, "--labels",
+         root=True),
+    Case("score-labels-not-a-label-root", _nothing,
+         ("score", "--labels", "{t}", "--split", "test", "--track", "va", "--pred", "{t}/pred"), 2, "label root"),
     # --- databases (leaderboard, record) ---------------------------------------------------------------------------
     Case("leaderboard-db-text", lambda t, r: bi.write(t / "runs.sqlite", "hello, not a database\n"),
          ("leaderboard", "--db", "{t}/runs.sqlite"), 2, "runs.sqlite"),
@@ -332,6 +365,8 @@ CASES: list[Case] = [
     Case("leaderboard-db-wrong-schema", lambda t, r: bi.sqlite_file(t / "runs.sqlite"),
          ("leaderboard", "--db", "{t}/runs.sqlite"), 2, "runs.sqlite: not an abaw runs database"),
     Case("leaderboard-db-missing", _nothing, ("leaderboard", "--db", "{t}/none.sqlite"), 2, "none.sqlite"),
+    Case("ablate-readme-without-markers", lambda t, r: bi.write(t / "README.md", "# no ablation markers\n"),
+         ("ablate", "--data-root", "{r}", "--out", "{t}/abl", "--readme", "{t}/README.md"), 2, "README.md", root=True),
     Case("record-db-junk", lambda t, r: (bi.write(t / "runs.sqlite", bi.JUNK), bi.run_folder(t / "run1", None)),
          ("record", "--db", "{t}/runs.sqlite", "{t}/run1"), 1, "runs.sqlite"),
     Case("record-not-a-run", lambda t, r: (t / "run1").mkdir(parents=True),  # skipped with a note
@@ -355,6 +390,13 @@ CASES: list[Case] = [
                                                              write_video(t / "v.mp4", 4)),
          ("prepare", "{t}/v.mp4", "--out", "{t}/prep", "--person", "ultralytics"), 2, "yolov8n.pt",
          env={**WENV, "ABAW_WEIGHTS_DIR": "{t}/w"}),
+    Case("weights-convert-pickle-untrusted", lambda t, r: (_weights_dir(None)(t, r),
+                                                           bi.write(t / "w" / "enet_b0_8_best_vgaf.pt", bi.JUNK)),
+         ("weights", "convert", "hsemotion_enet_b0_8_best_vgaf"), 2, "enet_b0_8_best_vgaf.pt", env=WENV),
+    Case("weights-convert-pickle-junk", lambda t, r: (_weights_dir(None)(t, r),
+                                                      bi.write(t / "w" / "enet_b0_8_best_vgaf.pt", bi.JUNK)),
+         ("weights", "convert", "hsemotion_enet_b0_8_best_vgaf", "--trust-weights"), 2, "enet_b0_8_best_vgaf.pt",
+         env=WENV),
     Case("train-pretrained-empty", lambda t, r: (bi.write(t / "ckpt.pt", b""), _cfg_file()(t, r)),
          (*TRAIN, "--pretrained_affectnet", "{t}/ckpt.pt"), 2, "not a PyTorch file", root=True),
     Case("train-pretrained-junk", lambda t, r: (bi.write(t / "ckpt.pt", bi.JUNK), _cfg_file()(t, r)),
@@ -388,6 +430,15 @@ CASES: list[Case] = [
     Case("crowd-out-is-folder", lambda t, r: (bi.write(t / "votes.csv", "item,a1,a2\nx,1,1\n"), (t / "o").mkdir()),
          ("crowd", "aggregate", "{t}/votes.csv", "--out", "{t}/o"), 2, "in/o"),
     Case("crowd-votes-missing", _nothing, ("crowd", "aggregate", "{t}/votes.csv"), 2, "votes.csv"),
+    Case("train-crowd-value-votes-as-expression",
+         lambda t, r: bi.write(t / "valence_set1_C25.csv", "index,filename,participant0\n0,a.jpg,0.25\n"),
+         ("train-crowd", "--data", "{t}", "--votes", "{t}/valence_set1_C25.csv", "--kind", "expression", "--out",
+          "{t}/run"), 2, "valence_set1_C25.csv"),
+    Case("train-crowd-two-valence-files",
+         lambda t, r: [bi.write(t / f"valence_set{i}_C25.csv", "index,filename,participant0\n0,a.jpg,0.25\n")
+                       for i in (1, 2)],
+         ("train-crowd", "--data", "{t}", "--votes", "{t}/valence_set1_C25.csv", "{t}/valence_set2_C25.csv",
+          "--out", "{t}/run"), 2, "valence_set2_C25.csv"),
 ]
 
 

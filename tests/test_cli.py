@@ -42,6 +42,19 @@ def test_help(capsys: pytest.CaptureFixture, command: str) -> None:
     assert f"usage: abaw {command}" in capsys.readouterr().out
 
 
+def test_train_help_lists_the_seed_flags(capsys: pytest.CaptureFixture) -> None:
+    """Every flag of the NTUA-CVSP seed's train_affwild2.py (README and argparse), plus --seeds."""
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("-c", "-r", "--resume", "-d", "--device", "-p", "--print-freq", "-ef", "--eval-freq", "--exp_name",
+                 "--track", "--arch", "--dropout", "--pretrained_affectnet", "--cell_type", "--hidden_size",
+                 "--num_layers", "--context", "--body", "--face", "--audio", "--optimizer", "--lr", "--learning_rate",
+                 "--momentum", "--weight_decay", "--wd", "--duration", "--batch_size", "--seeds"):
+        assert f"{flag} " in text or f"{flag}," in text or f"{flag}\n" in text, flag
+
+
 def test_index_on_the_synthetic_set(capsys: pytest.CaptureFixture, tiny_root_ro: Path, tmp_path: Path) -> None:
     code, out, _ = run_cli(capsys, "index", str(tiny_root_ro), "--json", "--strict",
                            "--out", str(tmp_path / "i.parquet"))

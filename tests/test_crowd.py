@@ -361,3 +361,163 @@ def test_mw_init_from_confusion_round_trips():
     np.testing.assert_allclose(layer.confusion().numpy(), conf, atol=2e-3)
     with pytest.raises(ValueError):
         CrowdClassification(4, 3, "VW").init_from_confusion(torch.from_numpy(conf))
+
+
+# ---- valence/arousal crowds: regression crowd layers ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def value_crowd():
+    """A small regression problem labelled on AffectNetC25's 9 levels by 2 reliable, 2 noisy and 3 adversarial
+    (compressed, offset) value annotators; 20% of the values missing."""
+    from abaw.crowd.simulate import linear_targets, simulate_values, value_panel
+    from abaw.tasks import AFFECTNETC25_VA_LEVELS
+
+    rng = np.random.default_rng(0)
+    x, truth, w = linear_targets(800, 6, rng)
+    xt, truth_t, _ = linear_targets(500, 6, rng, weights=w)
+    panel = value_panel(rng, reliable=2, noisy=2, adversarial=3)
+    values = simulate_values(truth, panel, rng, missing=0.2, levels=AFFECTNETC25_VA_LEVELS)
+    return {"x": torch.from_numpy(x), "xt": torch.from_numpy(xt), "truth_t": truth_t, "panel": panel,
+            "values": values[:, :, None]}
+
+
+def test_simulated_values_lie_on_the_levels(value_crowd):
+    from abaw.tasks import AFFECTNETC25_VA_LEVELS
+
+    values = value_crowd["values"][:, :, 0]
+    seen = ~np.isnan(values)
+    assert seen.any(axis=1).all() and 0.1 < 1 - seen.mean() < 0.3
+    assert np.isin(values[seen], AFFECTNETC25_VA_LEVELS).all()
+    panel = value_crowd["panel"]
+    assert panel.kinds == ["reliable"] * 2 + ["noisy"] * 2 + ["adversarial"] * 3
+    assert (np.abs(panel.bias[4:]) >= 0.3).all() and (panel.scale[4:] < 0.7).all()
+
+
+def test_majority_level_and_aggregates():
+    from abaw.crowd.aggregate import majority_values
+    from abaw.crowd.regression import aggregate_values
+    from abaw.tasks import AFFECTNETC25_VA_LEVELS as LEVELS
+
+    values = np.array([[0.25, 0.25, -1.0], [0.5, -0.5, np.nan], [np.nan, np.nan, np.nan]])
+    mv = majority_values(values, LEVELS)
+    assert mv.labels.tolist() == [5, 2, -1] and mv.tied.tolist() == [False, True, False]  # tie -> the lowest level
+    agg = aggregate_values(values[:, :, None], "mv", LEVELS)[:, 0]
+    np.testing.assert_allclose(agg, [0.25, -0.5, np.nan])
+    np.testing.assert_allclose(aggregate_values(values[:, :, None], "mean")[:, 0], [-1 / 6, 0.0, np.nan])
+    np.testing.assert_allclose(aggregate_values(values[:, :, None], "median")[:, 0], [0.25, 0.0, np.nan])
+
+
+@pytest.mark.parametrize("layer", ["S", "B", "S+B", "B+S"])
+def test_regression_crowd_layers_train_on_a_simulated_crowd(value_crowd, layer: str):
+    from abaw.crowd.regression import CrowdValues, fit_values, predict_values, value_scores
+
+    p = value_crowd
+    fit = fit_values(_value_net(), p["x"], p["values"], method="crowd", conn_type=layer, epochs=15, lr=3e-3,
+                     crowd_lr=1e-2, seed=0)
+    assert isinstance(fit.crowd, CrowdValues) and fit.crowd.conn_type == layer
+    assert len(fit.history) == 15 and fit.history[-1]["loss"] < fit.history[0]["loss"]
+    raw = value_scores(predict_values(fit.base, p["xt"]), p["truth_t"][:, None], ("v",))["v"]
+    avg = value_scores(predict_values(fit.base, p["xt"], fit.crowd), p["truth_t"][:, None], ("v",))["v"]
+    assert raw["items"] == 500 and raw["ccc"] > 0.85 and avg["ccc"] > 0.85
+    table = fit.crowd.parameters_table()
+    assert np.shape(table["scale"]) == np.shape(table["bias"]) == (1, 7)
+    if "B" in layer:  # the adversarial annotators' offsets are learned with their sign
+        learned = np.asarray(table["bias"][0])
+        assert (np.sign(learned[4:] - np.median(learned)) == np.sign(p["panel"].bias[4:])).all()
+
+
+def test_s_plus_b_layer_beats_the_mean_aggregate():
+    """Three annotators who compress the scale by half, two of them shifted up by 0.4, pull the mean away from the
+    truth; the S+B layer learns each annotator's scale and bias (relative to the reliable ones) and its base output
+    (the layer dropped) is closer to the truth on test items than a model trained on the mean."""
+    from abaw.crowd.regression import fit_values, predict_values, value_scores
+    from abaw.crowd.simulate import ValuePanel, linear_targets, simulate_values
+    from abaw.tasks import AFFECTNETC25_VA_LEVELS
+
+    rng = np.random.default_rng(0)
+    x, truth, w = linear_targets(800, 6, rng)
+    xt, truth_t, _ = linear_targets(500, 6, rng, weights=w)
+    panel = ValuePanel(np.array([1, 1, 1, 0.5, 0.5, 0.5]), np.array([0, 0, 0, 0.4, 0.4, -0.1]),
+                       np.array([0.1, 0.1, 0.4, 0.1, 0.1, 0.1]), ["reliable"] * 2 + ["noisy"] + ["adversarial"] * 3)
+    values = simulate_values(truth, panel, rng, missing=0.2, levels=AFFECTNETC25_VA_LEVELS)[:, :, None]
+    kw = {"epochs": 15, "lr": 3e-3, "crowd_lr": 1e-2, "seed": 0, "levels": AFFECTNETC25_VA_LEVELS}
+    scores, fits = {}, {}
+    for method in ("mean", "crowd"):
+        fits[method] = fit_values(_value_net(), torch.from_numpy(x), values, method=method, conn_type="S+B", **kw)
+        scores[method] = value_scores(predict_values(fits[method].base, torch.from_numpy(xt)), truth_t[:, None],
+                                      ("v",))["v"]
+    assert scores["crowd"]["ccc"] > scores["mean"]["ccc"] + 0.05, scores
+    assert scores["crowd"]["rmse"] < scores["mean"]["rmse"] - 0.05, scores
+    table = fits["crowd"].crowd.parameters_table()
+    scale, bias = np.asarray(table["scale"][0]), np.asarray(table["bias"][0])
+    np.testing.assert_allclose(scale[3:] / scale[:2].mean(), 0.5, atol=0.1)
+    np.testing.assert_allclose(bias[3:] - bias[:2].mean(), [0.4, 0.4, -0.1], atol=0.1)
+
+
+def _value_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 1), nn.Tanh())
+
+
+def test_cli_train_crowd_values_simulated(tmp_path, capsys):
+    import json
+
+    from helpers.affectnet import write_tiny_affectnet
+
+    data = write_tiny_affectnet(tmp_path / "an", images=24)
+    out = tmp_path / "run"
+    assert main(["train-crowd", "--data", str(data), "--simulate", "reliable=2,noisy=1,adversarial=2,missing=0.2",
+                 "--kind", "va", "--crowd-layer", "B+S", "--epochs", "2", "--batch-size", "8", "--image-size", "32",
+                 "--out", str(out)]) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["kind"] == "va" and scores["method"] == "crowd" and len(scores["history"]) == 2
+    for key in ("validation", "validation_average_annotator"):
+        assert set(scores["scores"][key]) == {"valence", "arousal"}
+        assert all(np.isfinite(s["rmse"]) and -1 <= s["ccc"] <= 1 for s in scores["scores"][key].values())
+    assert set(scores["scores"]["train_label_recovery"]) == {"mv", "mean", "median"}
+    layers = json.loads((out / "crowd_layers.json").read_text())
+    assert layers["type"] == "B+S" and np.shape(layers["bias"]) == (2, 5) and len(layers["simulated"]["bias"]) == 2
+    agg = pd.read_csv(out / "aggregated.csv")
+    assert {"valence_mean", "arousal_mv", "valence_n_votes", "arousal"} <= set(agg.columns)
+    assert main(["train-crowd", "--data", str(data), "--simulate", "reliable=3", "--kind", "valence", "--method",
+                 "mean", "--epochs", "1", "--image-size", "32", "--out", str(tmp_path / "mean")]) == 0
+    assert not (tmp_path / "mean" / "crowd_layers.json").exists()
+    capsys.readouterr()
+    for bad, message in ((["--kind", "va", "--crowd-layer", "MW"], "--crowd-layer MW is not for valence/arousal"),
+                         (["--kind", "va", "--method", "ds"], "--method ds is not for valence/arousal"),
+                         (["--crowd-layer", "S+B"], "--crowd-layer S+B is not for expressions")):
+        assert main(["train-crowd", "--data", str(data), "--simulate", "reliable=2", *bad, "--out",
+                     str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_train_crowd_with_c25_value_files(tmp_path):
+    """AffectNetC25 valence and arousal files (one column per participant) name the training images."""
+    import json
+
+    from helpers.affectnet import write_tiny_affectnet
+
+    from abaw.data.affectnet import read_split
+    from abaw.tasks import AFFECTNETC25_VA_LEVELS
+
+    data = write_tiny_affectnet(tmp_path / "an", images=24)
+    df = read_split(data, "train")
+    grid = np.asarray(AFFECTNETC25_VA_LEVELS)
+    rng = np.random.default_rng(0)
+    paths = []
+    for dim in ("valence", "arousal"):
+        truth = df[dim].to_numpy()
+        near = grid[np.abs(truth[:, None] - grid).argmin(1)]
+        cols = {f"participant{r}": np.where(truth > -2, np.clip(near + 0.25 * rng.integers(-1, 2, len(df)), -1, 1),
+                                            np.nan) for r in range(4)}
+        paths.append(tmp_path / f"{dim}_set1_C25.csv")
+        pd.DataFrame({"index": range(len(df)), "filename": df["subDirectory_filePath"], **cols}).to_csv(paths[-1],
+                                                                                                     index=False)
+    out = tmp_path / "run"
+    assert main(["train-crowd", "--data", str(data), "--votes", *map(str, paths), "--method", "crowd",
+                 "--epochs", "1", "--image-size", "32", "--out", str(out)]) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["kind"] == "va" and json.loads((out / "config.json").read_text())["crowd_layer"] == "S+B"
+    recovery = scores["scores"]["train_label_recovery"]["mean"]
+    assert recovery["valence"]["ccc"] > 0.9 and recovery["arousal"]["items"] == int((df["arousal"] > -2).sum())

@@ -58,6 +58,17 @@ def test_demo_end_to_end_resume_and_determinism(tmp_path: Path, monkeypatch: pyt
         folder = Path(info["folder"])
         assert folder.parent == subs and any(folder.glob("*.txt")) and Path(info["zip"]).is_file()
         assert validate_submission(folder, data, info["split"], track) == []
+    # selection on validation, scores on the hidden test labels: every run with test result files has them, and the
+    # run selected per track reports both
+    tested = json.loads((out / "stages" / "test.json").read_text())["summary"]
+    assert set(tested["selected"]) == {"va", "expr", "au"}
+    for track, pick in tested["selected"].items():
+        scores = json.loads((Path(pick["run"]) / "scores_test.json").read_text())
+        assert scores["split"] == "test" and scores["tracks"][track]["score"] == pytest.approx(pick["test"])
+        validation = json.loads((Path(pick["run"]) / "scores.json").read_text())["tracks"][track]["score"]
+        assert validation == pytest.approx(pick["validation"])
+        assert all(t.get(track, -1e9) <= 1.0 for t in tested["test_scores"].values())
+    assert not list((data / "annotations").rglob("Test_Set"))  # the test labels stay in their own root
     # leaderboard rows per track, in the database and the HTML page
     db = out / "abaw.sqlite"
     for track in ("va", "expr", "au"):
@@ -125,8 +136,9 @@ def test_demo_end_to_end_resume_and_determinism(tmp_path: Path, monkeypatch: pyt
 
 
 def test_stage_dependencies() -> None:
-    assert demo_mod._dependents("baselines") == ["submissions", "leaderboard"]
-    assert demo_mod._dependents("train_va") == ["evaluate", "temporal", "ensemble", "submissions", "leaderboard"]
+    assert demo_mod._dependents("baselines") == ["test", "submissions", "leaderboard"]
+    assert demo_mod._dependents("train_va") == ["evaluate", "temporal", "ensemble", "test", "submissions",
+                                                "leaderboard"]
     assert set(demo_mod._dependents("synth")) == {s.name for s in demo_mod.STAGES} - {"synth", "pretrain"}
     assert demo_mod._dependents("pretrain")[:2] == ["extract", "train_va"]
     names = [s.name for s in demo_mod.STAGES]
@@ -192,3 +204,30 @@ def test_a_second_demo_on_the_same_folder_is_refused(tmp_path: Path) -> None:
     with demo_mod._exclusive(out), pytest.raises(AbawError, match="another abaw demo is running"):
         demo_mod.run_demo(out, quick=True, submissions=tmp_path / "sub", console=Console(quiet=True))
     assert not (out / "stages").exists()  # nothing was started
+
+
+def test_image_streams_without_imagenet_weights_get_a_random_tiny_cnn(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A random MobileNetV2's features vanish (zeros in the float16 cache): without a local copy of the ImageNet
+    weights the demo gives body and context a frozen random tiny CNN instead, and says so."""
+    import torch
+
+    from abaw.models import backbones
+    from abaw.models.backbones import create_backbone
+
+    def missing(name: str) -> None:
+        raise AbawError(f"no local copy of {name}")
+
+    monkeypatch.setattr(backbones, "imagenet_weights", missing)
+    demo = demo_mod.Demo(out=tmp_path, submissions=tmp_path / "subs", console=Console(quiet=True))
+    (demo.data_root / "annotations").mkdir(parents=True)
+    cfg = demo_mod._train_config(demo, "demo_multitask")
+    kwargs = cfg["model"]["kwargs"]
+    assert kwargs["backbone"] == demo_mod.RANDOM_BACKBONE and kwargs["pretrained"] is False
+    assert "demo_multitask" in demo.notes
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 112, 112)
+    with torch.no_grad():
+        vanished = create_backbone("tv_mobilenet_v2").eval()(image).half()
+        kept = create_backbone(demo_mod.RANDOM_BACKBONE).eval()(image).half()
+    assert float(vanished.abs().max()) < 1e-4 and float(kept.abs().mean()) > 1e-3

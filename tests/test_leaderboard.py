@@ -19,7 +19,8 @@ def make_run(root: Path, run_id: str, scores: dict[str, float], fingerprint: str
              protocol: str = "abaw2021", config: dict | None = None, created: str = "2026-11-22T03:00:00") -> Path:
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps(config or {"seed": 0}))
+    # a config of its own per run (runs of one config that differ only in the seed share a row)
+    (run_dir / "config.json").write_text(json.dumps(config or {"name": run_id, "seed": 0}))
     (run_dir / "run.json").write_text(json.dumps({
         "run_id": run_id, "kind": kind, "created": created, "data_root": f"/data/{fingerprint}",
         "dataset_fingerprint": fingerprint, "protocol": protocol, "tracks": list(scores), "streams": ["face"],
@@ -156,3 +157,102 @@ def test_bare_leaderboard_names_the_demo_database(capsys: pytest.CaptureFixture,
     assert err.count("\n") == 1 and f"the demo's is at {demo}: abaw leaderboard --db {demo}" in err
     assert not Path("runs").exists()  # a reader makes no folder
     assert main(["leaderboard", "--db", str(demo), "--json"]) == 0 and "done" in capsys.readouterr().out
+
+
+# ---- seeds as an axis, the held-out test column ---------------------------------------------------------------------
+
+def seed_run(root: Path, run_id: str, name: str, seed: int, val: float, test: float | None = None,
+             fit_uses_validation: bool | None = None, kind: str = "train") -> Path:
+    """A run of config ``name`` trained with ``seed`` (``train.seed``), scored on validation and maybe on test."""
+    run_dir = make_run(root, run_id, {"va": val}, kind=kind,
+                       config={"name": name, "model": {"name": "tiny"}, "train": {"seed": seed, "epochs": 1}})
+    if fit_uses_validation is not None:
+        info = json.loads((run_dir / "run.json").read_text())
+        (run_dir / "run.json").write_text(json.dumps({**info, "fit_uses_validation": fit_uses_validation}))
+    if test is not None:  # what `abaw score --split test --labels DIR --run RUN_DIR` leaves in the run folder
+        (run_dir / "scores_test.json").write_text(json.dumps({
+            "split": "test", "protocol": "abaw2021", "labels": "/hidden/labels",
+            "tracks": {"va": {"score": test, "ccc_valence": test, "ccc_arousal": test}}, "score": test}))
+    return run_dir
+
+
+@pytest.fixture()
+def seeds_db(tmp_path: Path) -> Path:
+    path = tmp_path / "seeds.sqlite"
+    runs = tmp_path / "runs"
+    for args in [("a0", "cfg_a", 0, 0.5, 0.4), ("a1", "cfg_a", 1, 0.6, 0.5), ("a2", "cfg_a", 2, 0.7, 0.45),
+                 ("b0", "cfg_b", 0, 0.65, 0.3, True), ("c0", "cfg_c", 0, 0.55), ("c1", "cfg_c", 1, 0.57)]:
+        database.record_run(seed_run(runs, *args), path)
+    return path
+
+
+def test_seeds_of_one_config_share_a_row_ranked_by_mean(seeds_db: Path) -> None:
+    (group,) = leaderboard.load_leaderboard(seeds_db, references=False).groups
+    assert [(c.rank, c.best.config["name"], len(c.runs)) for c in group.configs] == [
+        (1, "cfg_b", 1), (2, "cfg_a", 3), (3, "cfg_c", 2)]  # means 0.65, 0.60, 0.56
+    b, a, c = group.configs
+    assert a.seeds == [2, 1, 0] and a.score.mean == pytest.approx(0.6) and a.score.std == pytest.approx(0.1)
+    assert a.score.ci95 == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, rel=1e-5)  # t(0.975, 2 df) x std / sqrt(n)
+    assert a.test.n == 3 and a.test.mean == pytest.approx(0.45) and a.test.ci95 == pytest.approx(4.302653 * 0.05 / 3
+                                                                                                  ** 0.5, rel=1e-5)
+    assert b.single_seed and b.score.ci95 is None and b.notes == ["single seed", "fit used validation videos"]
+    assert c.test.n == 0 and c.notes == [] and c.name == "cfg_c (2 runs)"
+    # the per-run ranking stays (the demo and JSON readers use it), with each run's test score
+    assert [(r.rank, r.entry.run_id, r.entry.test_score) for r in group.entries][:3] == [
+        (1, "a2", 0.45), (2, "b0", 0.3), (3, "a1", 0.5)]
+
+
+def test_seed_grouping_and_test_column_in_the_terminal(seeds_db: Path) -> None:
+    console = Console(file=StringIO(), width=250, color_system=None)
+    leaderboard.render_terminal(leaderboard.load_leaderboard(seeds_db, references=False), console)
+    lines = console.file.getvalue().splitlines()
+    head = next(line for line in lines if "┃ #" in line)
+    columns = [c.strip() for c in head.split("┃")[1:-1]]
+    rows = [dict(zip(columns, (c.strip() for c in line.split("│")[1:-1]), strict=True)) for line in lines
+            if re.match(r"│ +\d+ │", line)]
+    shown = ["#", "run", "score", "± 95% CI", "seeds", "test", "notes"]
+    assert [[r[k] for k in shown] for r in rows] == [
+        ["1", "b0", "0.6500", "—", "1", "0.3000", "single seed, fit used validation videos"],
+        ["2", "cfg_a (3 runs)", "0.6000", "0.2484", "3", "0.4500 ± 0.1242", ""],
+        ["3", "cfg_c (2 runs)", "0.5600", "0.1271", "2", "—", ""]]
+    assert "95% confidence interval" in " ".join(lines)
+
+
+def test_seed_grouping_and_test_column_in_json(seeds_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["leaderboard", "--db", str(seeds_db), "--json", "--no-reference"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "t-based 95%" in data["interval"]
+    configs = data["groups"][0]["configs"]
+    assert [(c["rank"], c["n_runs"], c["single_seed"], c["fit_uses_validation"]) for c in configs] == [
+        (1, 1, True, True), (2, 3, False, False), (3, 2, False, False)]
+    a = configs[1]
+    assert a["seeds"] == [2, 1, 0] and a["score"]["mean"] == pytest.approx(0.6) and a["score"]["n"] == 3
+    assert a["test"]["mean"] == pytest.approx(0.45) and configs[2]["test"] is None
+    assert [r["run_id"] for r in a["runs"]] == ["a2", "a1", "a0"] and len({r["config_hash"] for r in a["runs"]}) == 3
+    entries = {e["run_id"]: e for e in data["groups"][0]["entries"]}
+    assert entries["a0"]["seed"] == 0 and entries["a0"]["test_score"] == pytest.approx(0.4)
+    assert entries["a0"]["group_hash"] == entries["a2"]["group_hash"] != entries["c0"]["group_hash"]
+    # the test split on its own: the test scores ranked, no test column joined to itself
+    assert main(["leaderboard", "--db", str(seeds_db), "--json", "--no-reference", "--split", "test"]) == 0
+    test = json.loads(capsys.readouterr().out)["groups"][0]["configs"]
+    assert [(c["name"], c["score"]["mean"], c["test"]) for c in test] == [("cfg_a (3 runs)", pytest.approx(0.45),
+                                                                            None), ("b0", 0.3, None)]
+
+
+def test_seed_grouping_in_html(seeds_db: Path, tmp_path: Path) -> None:
+    out = leaderboard.write_html(leaderboard.load_leaderboard(seeds_db, references=False), tmp_path / "b.html")
+    page = out.read_text()
+    assert page.count('class="run-row') == 3 and "cfg_a (3 runs)" in page and "0.4500 ± 0.1242" in page
+    assert page.count(">single seed<") == 1 and page.count(">fit used validation videos<") == 1
+
+
+def test_configs_sharing_a_name_are_told_apart_by_their_hash(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    for run_id, seed, epochs in (("x0", 0, 1), ("x1", 1, 1), ("y0", 0, 2), ("y1", 1, 2)):
+        run = make_run(tmp_path / "runs", run_id, {"va": 0.1 * (seed + epochs)},
+                       config={"name": "same", "train": {"seed": seed, "epochs": epochs}})
+        database.record_run(run, path)
+    configs = leaderboard.load_leaderboard(path, references=False).groups[0].configs
+    names = [c.name for c in configs]
+    assert len(set(names)) == 2 and all(re.fullmatch(r"same [0-9a-f]{6} \(2 runs\)", n) for n in names)
+    assert [c.group_hash[:6] for c in configs] == [n.split()[1] for n in names]

@@ -116,3 +116,55 @@ def test_sorting(browser, page: Path) -> None:
     assert "<b>alpha</b>" in pairs[1].get_attribute("textContent")
     by_name["run"].click()
     assert _column(browser, table, 1) == ["gamma", "beta", "alpha"]
+
+
+@pytest.fixture(scope="module")
+def seeds_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three configs: one over seeds 0-2 with test scores, one single-seed fit on validation videos, one without
+    test scores."""
+    root = tmp_path_factory.mktemp("seeds")
+    db = root / "runs.sqlite"
+    specs = [("a0", "cfg_a", 0, 0.5, 0.4, None), ("a1", "cfg_a", 1, 0.6, 0.5, None),
+             ("a2", "cfg_a", 2, 0.7, 0.45, None), ("b0", "cfg_b", 0, 0.65, 0.3, True),
+             ("c0", "cfg_c", 0, 0.55, None, None), ("c1", "cfg_c", 1, 0.57, None, None)]
+    for run_id, name, seed, val, test, fit_on_val in specs:
+        run_dir = _run(root / "runs", run_id, {"va": val}, "fp-synth", 100)
+        (run_dir / "config.json").write_text(json.dumps({"name": name, "train": {"seed": seed}}))
+        if fit_on_val:
+            info = json.loads((run_dir / "run.json").read_text())
+            (run_dir / "run.json").write_text(json.dumps({**info, "fit_uses_validation": True}))
+        if test is not None:
+            (run_dir / "scores_test.json").write_text(json.dumps(
+                {"split": "test", "protocol": "abaw2021", "tracks": {"va": {"score": test}}}))
+        database.record_run(run_dir, db)
+    return leaderboard.write_html(leaderboard.load_leaderboard(db, references=False), root / "seeds.html")
+
+
+def test_seed_groups_and_test_column(browser, seeds_page: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(seeds_page.as_uri())
+    table = "board-va-abaw2021-validation-fp-synth"
+    names = [h.text.strip() for h in browser.find_elements(By.CSS_SELECTOR, f"#{table} thead th")]
+    col = {name.split(" ")[0] if name[0] != "±" else "ci": i for i, name in enumerate(names)}
+    assert names[5:9] == ["score", "± 95% CI", "seeds", "test"]
+    assert _column(browser, table, col["run"]) == ["b0", "cfg_a (3 runs)", "cfg_c (2 runs)"]  # by the mean
+    assert _column(browser, table, col["score"]) == ["0.6500", "0.6000", "0.5600"]
+    assert _column(browser, table, col["ci"]) == ["—", "0.2484", "0.1271"]
+    assert _column(browser, table, col["seeds"]) == ["1", "3", "2"]
+    assert _column(browser, table, col["test"]) == ["0.3000", "0.4500 ± 0.1242", "—"]
+    assert _column(browser, table, col["notes"]) == ["single seed fit used validation videos", "", ""]
+    # the hidden test column sorts like the others (runs without a test score last)
+    header = browser.find_elements(By.CSS_SELECTOR, f"#{table} thead th")[col["test"]]
+    header.click()
+    assert _column(browser, table, col["run"]) == ["b0", "cfg_a (3 runs)", "cfg_c (2 runs)"]
+    header.click()
+    assert _column(browser, table, col["run"]) == ["cfg_a (3 runs)", "b0", "cfg_c (2 runs)"]
+    # a config's details list its runs, one per seed, with their validation and test scores
+    row = browser.find_element(By.CSS_SELECTOR, f"#{table} tbody tr.run-row[data-run='a2']")
+    row.find_element(By.CSS_SELECTOR, "button.toggle").click()
+    detail = row.find_element(By.XPATH, "following-sibling::tr[1]")
+    assert detail.is_displayed()
+    runs = [li.text for li in detail.find_elements(By.CSS_SELECTOR, "ul.seed-runs li")]
+    assert runs == ["a2 · seed 2 · score 0.7000 · test 0.4500", "a1 · seed 1 · score 0.6000 · test 0.5000",
+                    "a0 · seed 0 · score 0.5000 · test 0.4000"]

@@ -26,6 +26,7 @@ REQUIRED = {
     "affwildnet_vggface_fc2000", "affwildnet_vggface_fc4096", "affwildnet_resnet50_fc", "affwildnet_vggface_gru",
     "affwildnet_resnet50_gru", "affwildnet_vggface_gru_landmarks", "affwildnet_resnet50_gru_landmarks",
     "affwildnet_resnet50_gru_nofc", "ntua_cvsp", "multitask_late_fusion", "demo_face", "demo_multistream",
+    "temporal_transformer",
 }
 B, T = 2, 5
 #: Small inputs for the parametrised tests: tiny CNNs at small sizes; the real CNNs are built in their own tests.
@@ -309,8 +310,8 @@ def test_backbones_by_name() -> None:
         create_backbone("tv_no_such_net")
     with pytest.raises(AbawError, match="no ImageNet weights registered for backbone 'tv_regnet_y_400mf'"):
         create_backbone("tv_regnet_y_400mf", pretrained=True)
-    with pytest.raises(AbawError, match="no pretrained weights exist for backbone 'vggface'"):
-        create_backbone("vggface", pretrained=True)
+    with pytest.raises(AbawError, match="no pretrained weights exist for backbone 'tiny_cnn'"):
+        create_backbone("tiny_cnn", pretrained=True)  # vggface has VGG-Face now (tests/test_pretrained.py)
 
 
 def test_backbone_checkpoint_roundtrip_and_pretrained_face(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ nothing left behind, and a trained run (``--checkpoint``) filling valence/arousa
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from abaw import tasks
 from abaw.cli import main
+from abaw.errors import AbawError
 from abaw.video.decode import iter_frames
 
 
@@ -209,3 +211,134 @@ def test_a_folder_named_like_a_video_is_called_a_folder(tmp_path: Path, capsys: 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "x.mp4" in err[0] and "is a folder" in err[0] and "no such file" not in err[0]
     assert not (tmp_path / "out").exists()
+
+
+# ---- a checkpoint with an audio stream on a still image ----------------------------------------------------------
+
+def _audio_visual_run(run_dir: Path) -> Path:
+    """A tiny untrained face + audio run folder (config, run.json, best checkpoint): enough to load and predict."""
+    from abaw.fileio import write_json
+    from abaw.train.checkpoint import model_from_config, save_checkpoint
+    from abaw.train.config import resolve
+
+    run_dir.mkdir(parents=True)
+    cfg = resolve({"name": "av", "tasks": ["va", "expr", "au"],
+                   "data": {"root": str(run_dir.parent), "streams": ["face", "audio"], "duration": 8},
+                   "model": {"name": "demo_face",
+                             "kwargs": {"streams": ["face", "audio"], "hidden_size": 8, "image_size": 32}},
+                   "train": {"epochs": 1, "seed": 0, "progress": False, "threads": 1}})
+    write_json(run_dir / "config.json", cfg)
+    write_json(run_dir / "run.json", {"run_id": run_dir.name, "kind": "train", "status": "finished",
+                                      "tracks": ["va", "expr", "au"]})
+    save_checkpoint(run_dir / "checkpoints" / "best.pt", {"model": model_from_config(cfg).state_dict()})
+    return run_dir
+
+
+def test_audio_checkpoint_on_an_image_masks_the_audio(media_dir: Path, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """An image has no sound: the audio stream is a missing stream (masked), not an error; the outputs are those
+    of the model given any audio with ``audio_valid`` False."""
+    import torch
+
+    from abaw.apps.predict import ModelPredictor, mask_missing_audio
+    from abaw.video.prepare import PrepareOptions, prepare_video
+
+    run = _audio_visual_run(tmp_path / "runs" / "av")
+    image = media_dir / "single_face.jpg"
+    with caplog.at_level(logging.INFO, logger="abaw"):
+        assert main(["predict", str(image), "--checkpoint", str(run), "--out", str(tmp_path / "out"),
+                     "--no-plots"]) == 0
+    assert any("audio stream is masked" in r.getMessage() for r in caplog.records)
+    table = pd.read_csv(tmp_path / "out" / "single_face.csv")
+    assert len(table) == 1 and table["success"].eq(1).all()
+    assert np.isfinite(table[["valence", "arousal", *tasks.au_columns()]].to_numpy()).all()
+    meta = pd.read_json(tmp_path / "out" / "single_face.json", typ="series")
+    assert list(meta["missing_streams"]) == ["audio"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["single_face.csv", "single_face.json"]
+
+    predictor = ModelPredictor(run, device="cpu")
+    work = tmp_path / "work"
+    prepare_video(image, work, PrepareOptions(detector="yunet", person="face", streams=("face", "audio")),
+                  name="still")
+    assert not (work / "prepared" / "audio" / "still.npz").exists()  # prepare writes no audio for an image
+    assert mask_missing_audio(work, "still", predictor) == ["audio"]
+    assert mask_missing_audio(work, "still", predictor) == []  # present now: left as it is
+    out = predictor.predict(work, "still", "still", 1, 1.0)
+    np.testing.assert_allclose(out["va"][0], table[["valence", "arousal"]].to_numpy()[0], atol=1e-5)
+    from abaw.data.sequences import SequenceVideo
+    from abaw.data.stream_inputs import StreamLoader
+    from abaw.inference import model_spec
+
+    loader = StreamLoader(work, ("face",), model_spec(predictor.model))
+    inputs = {k: torch.from_numpy(v)[None] for k, v in
+              loader.load(SequenceVideo("still", "still", 1, 1.0, 1), np.arange(1), 8).items()}
+    mask = torch.zeros(1, 8, dtype=torch.bool)
+    mask[0, 0] = True
+    for audio in (torch.zeros(1, 8, 1, predictor.n_mels, 100), torch.randn(1, 8, 1, predictor.n_mels, 100) * 30):
+        with torch.no_grad():
+            direct = predictor.model({**inputs, "audio": audio, "audio_valid": torch.zeros(1, 8, dtype=torch.bool)},
+                                     mask)
+        np.testing.assert_allclose(direct["va"][0, 0].numpy(), out["va"][0], atol=1e-5)
+
+
+# ---- --person-weights ---------------------------------------------------------------------------------------------
+
+class _Payload:
+    """Unpickling this object runs code: it creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple:
+        return exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+@pytest.mark.parametrize("command", ["prepare", "predict"])
+def test_person_weights_path_goes_through_the_trust_rule(command: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``--person-weights PATH`` is opened by ultralytics (a pickle): bytes the catalogue does not know are refused
+    with one line naming the file, before any work; it is only for ``--person ultralytics``."""
+    import torch
+    from helpers.cli import run_cli
+
+    image = tmp_path / "media" / "still.jpg"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), np.full((48, 64, 3), 128, np.uint8))
+    marker, evil = tmp_path / "MARKER", tmp_path / "mine" / "yolov8s.pt"
+    evil.parent.mkdir()
+    torch.save({"model": _Payload(marker)}, evil)
+    out = tmp_path / "out"
+    base = [command, str(image), "--out", str(out), "--detector", "haar"]
+    code, _, err = run_cli(capsys, *base, "--person", "ultralytics", "--person-weights", str(evil))
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and str(evil) in lines[0] and "Traceback" not in err
+    assert "no catalogue file has its sha256" in lines[0] and "--trust-weights" in lines[0]
+    code, _, err = run_cli(capsys, *base, "--person", "ultralytics", "--person-weights", str(tmp_path / "none.pt"))
+    assert code == 2 and "weights file not found" in err and "none.pt" in err
+    code, _, err = run_cli(capsys, *base, "--person", "yolo-fastest", "--person-weights", str(evil))
+    assert code == 2 and "--person-weights is the model file of --person ultralytics" in err
+    assert not marker.exists() and not out.exists()
+
+
+def test_person_weights_reach_the_detector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trusted path is the model ultralytics is asked to open (the prepare options carry it to the detector)."""
+    from abaw.video import persons
+    from abaw.video.prepare import Detectors
+
+    opened = []
+
+    class FakeYolo:
+        def __init__(self, path: str) -> None:
+            opened.append(path)
+
+    import ultralytics
+
+    monkeypatch.setattr(ultralytics, "YOLO", FakeYolo)
+    path = tmp_path / "yolov8s.pt"
+    path.write_bytes(b"not checked: trusted")
+    detectors = Detectors("haar", "ultralytics", trust_weights=True, person_weights=path)
+    assert isinstance(detectors.person, persons.UltralyticsPerson) and opened == [str(path)]
+    with pytest.raises(AbawError, match="not opened"):
+        persons.create_person_detector("ultralytics", weights=path)
+    with pytest.raises(AbawError, match="for the ultralytics detector"):
+        persons.create_person_detector("yolo-fastest", weights=path)

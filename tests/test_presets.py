@@ -113,7 +113,7 @@ def test_preset_trains_one_step_and_validates(preset: Path, prepared_root: Path,
                            "data.eval_batch_size": 16, "train.epochs": 1, "train.progress": False,
                            "train.threads": 1, "data.stride": None})  # a stride above 4 frames is an error
     small = {"backbone": "tiny_cnn", "pretrained": False, "image_size": 32, "body_size": 32, "context_size": 32,
-             "hidden_size": 8, "audio_window_seconds": 0.5}
+             "hidden_size": 8, "audio_window_seconds": 0.5, "context_backbone": None}  # ntua: Places365 ResNet-50
     cfg["model"]["kwargs"].update(small)
     assert cfg["tasks"] == raw["tasks"] and cfg["model"]["name"] == raw["model"]["name"]
     run = train(cfg, out=tmp_path, max_steps=1)

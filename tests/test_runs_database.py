@@ -246,3 +246,92 @@ def test_a_reader_makes_no_database_or_folder(tmp_path: Path) -> None:
     with pytest.raises(AbawError, match="no runs database here"):
         database.query_entries(missing)
     assert not missing.parent.exists()
+
+
+# ---- seeds, held-out test scores, the schema's second version -------------------------------------------------------
+
+def test_group_hash_pools_seeds_and_config_hash_does_not(tmp_path: Path) -> None:
+    from abaw.runs.seeds import config_seed, group_hash
+
+    a = {"name": "x", "train": {"seed": 0, "epochs": 3}, "data": {"root": "/a"}}
+    b = {"name": "x", "train": {"seed": 7, "epochs": 3}, "data": {"root": "/b"}}
+    assert config_hash(a) != config_hash(b)  # a resume with another seed is refused
+    assert group_hash(a) == group_hash(b) != group_hash({**a, "train": {"seed": 0, "epochs": 4}})
+    assert (config_seed(a), config_seed(b), config_seed({"seed": 3}), config_seed({"name": "x"})) == (0, 7, 3, None)
+    # a temporal config names its source run: fits on the seeds of one source config pool, other sources do not
+    sources = {}
+    for run_id, seed, epochs in (("s0", 0, 3), ("s1", 1, 3), ("other", 0, 9)):
+        folder = tmp_path / run_id
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"name": "x", "train": {"seed": seed, "epochs": epochs}}))
+        sources[run_id] = {"name": "t", "seed": seed, "source": run_id, "source_dir": str(folder)}
+    assert group_hash(sources["s0"]) == group_hash(sources["s1"]) != group_hash(sources["other"])
+    gone = {**sources["s0"], "source_dir": str(tmp_path / "gone")}
+    assert group_hash(gone) == config_hash({k: v for k, v in gone.items() if k != "seed"})  # unreadable: its own
+
+
+def test_test_scores_seed_and_fit_marker_are_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "runs.sqlite"
+    run = make_run(tmp_path / "runs", "r", {"va": 0.4, "expr": 0.3},
+                   config={"name": "n", "train": {"seed": 2}})
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "fit_uses_validation": True}))
+    (run / "scores_test.json").write_text(json.dumps(
+        {"split": "test", "protocol": "abaw2021", "tracks": {"va": {"score": 0.35, "ccc_valence": 0.3}}}))
+    database.record_run(run, db)
+    va, expr = sorted(database.query_entries(db), key=lambda e: e.track != "va")
+    assert (va.track, va.score, va.test_score, va.test_components) == ("va", 0.4, 0.35, {"ccc_valence": 0.3})
+    assert (expr.track, expr.test_score, expr.test_components) == ("expr", None, None)
+    assert va.seed == 2 and va.fit_uses_validation is True and va.group_hash == expr.group_hash
+    (test,) = database.query_entries(db, split="test")
+    assert (test.track, test.score, test.test_score) == ("va", 0.35, None)
+    # a scores_test.json that says another split adds nothing; removing the file removes the test rows
+    (run / "scores_test.json").write_text(json.dumps({"split": "validation", "tracks": {"va": {"score": 0.9}}}))
+    database.record_run(run, db)
+    assert database.query_entries(db, split="test") == []
+    assert {e.score for e in database.query_entries(db)} == {0.4, 0.3}
+
+
+V1_SCHEMA = """
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, created TEXT, recorded TEXT NOT NULL,
+    git_commit TEXT, config_json TEXT NOT NULL, config_hash TEXT NOT NULL, data_root TEXT, dataset_fingerprint TEXT,
+    protocol TEXT, tracks TEXT NOT NULL, streams TEXT NOT NULL, model TEXT, n_params INTEGER, train_seconds REAL,
+    status TEXT, members TEXT NOT NULL, run_dir TEXT NOT NULL);
+CREATE TABLE scores (run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, track TEXT NOT NULL,
+    split TEXT NOT NULL, protocol TEXT, score REAL, components TEXT NOT NULL, PRIMARY KEY (run_id, track, split));
+INSERT INTO runs VALUES ('old', 'train', NULL, 'now', NULL, '{"train": {"seed": 4}}', 'h', NULL, 'fp', 'abaw2021',
+    '["va"]', '["face"]', 'm', 1, 1.0, 'finished', '[]', '/runs/old');
+INSERT INTO scores VALUES ('old', 'va', 'validation', 'abaw2021', 0.5, '{}');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_database_is_read_as_it_is_and_upgraded_by_a_writer(tmp_path: Path) -> None:
+    from abaw.runs import leaderboard
+
+    db = tmp_path / "v1.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(V1_SCHEMA)
+    (old,) = database.query_entries(db)  # a reader does not migrate (it opens read-only)
+    assert (old.run_id, old.seed, old.group_hash, old.test_score) == ("old", None, None, None)
+    (config,) = leaderboard.load_leaderboard(db, references=False).groups[0].configs  # hashed from its config
+    assert config.group_hash and config.single_seed
+    database.record_run(make_run(tmp_path / "runs", "new", {"va": 0.6}), db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == database.SCHEMA_VERSION
+    assert {e.run_id: e.seed for e in database.query_entries(db)} == {"old": None, "new": 0}
+
+
+def test_write_test_score_merges_tracks_and_is_recorded(tmp_path: Path) -> None:
+    from abaw.runs.test_scores import TEST_SCORES_FILE, has_test_score, write_test_score
+
+    db = tmp_path / "runs.sqlite"
+    run = make_run(tmp_path / "runs", "r", {"va": 0.4, "au": 0.5})
+    assert not has_test_score(run, "va")
+    write_test_score(run, "va", {"score": 0.3, "ccc_valence": 0.2, "split": "test", "n_videos": 2}, "abaw2021", "/l")
+    write_test_score(run, "au", {"score": 0.6, "f1": 0.6}, "abaw2021")
+    doc = json.loads((run / TEST_SCORES_FILE).read_text())
+    assert doc["split"] == "test" and doc["score"] == pytest.approx(0.9) and doc["tracks"]["va"] == {
+        "score": 0.3, "ccc_valence": 0.2} and has_test_score(run, "au")
+    database.record_run(run, db)
+    assert {e.track: e.test_score for e in database.query_entries(db)} == {"va": 0.3, "au": 0.6}

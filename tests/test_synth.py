@@ -296,3 +296,65 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "not a synthetic set" in err and err.count("\n") == 1
     assert main(["synth", "--out", str(tmp_path / "bad"), "--size", "321x240"]) == 2
     assert main(["synth-affectnet", "--out", str(tmp_path / "an"), "--images", "10", "--size", "64"]) == 0
+
+
+def test_hidden_test_labels(tiny_root_ro: Path) -> None:
+    """The test names' labels live in their own root (the data root's layout, Test_Set), never in annotations/."""
+    from abaw.data.affwild2 import AffWild2
+    from abaw.synth.dataset import TEST_LABELS_DIR
+
+    root = tiny_root_ro
+    ds = AffWild2(root)
+    seen = {e.name for s in tasks.SPLITS for t in tasks.TRACKS for e in ds.entries(s, t)}
+    for track in tasks.TRACKS:
+        names = (root / "test_set" / f"{track}.txt").read_text().split()
+        folder = root / TEST_LABELS_DIR / "annotations" / tasks.ANNOTATION_DIRS["abaw2021"][track] / "Test_Set"
+        assert sorted(p.stem for p in folder.glob("*.txt")) == sorted(names)
+        for name in names:
+            lines = (folder / f"{name}.txt").read_text().splitlines()
+            assert lines[0] == tasks.header(track, "abaw2021") and len(lines) == 49
+            assert name not in seen
+    assert not list((root / "annotations").rglob("Test_Set"))
+
+
+def test_cue_strengths() -> None:
+    from abaw.errors import AbawError
+    from abaw.synth.params import Cues, make_cues, parse_cue
+
+    assert make_cues(None) == Cues() and make_cues({"talk": "0.2"}).talk == 0.2
+    assert parse_cue("audio_valence=0") == ("audio_valence", 0.0)
+    for bad in ({"nope": 1}, {"talk": -1}, {"talk": "x"}):
+        with pytest.raises(AbawError):
+            make_cues(bad)
+    # the face shows the labelled actions exactly without per-frame jitter, and noisily with it
+    clean = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.0))
+    assert np.array_equal(clean.shown, clean.actions)
+    noisy = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.3))
+    assert np.array_equal(noisy.au, clean.au)  # the labels do not see the jitter
+    assert np.abs(np.diff(noisy.shown[:, :12], axis=0)).mean() > 0.15
+    # arousal the face does not show widens arousal beyond what the expression explains
+    flat = simulate_person(np.random.default_rng(0), 2000, 25.0, Cues(arousal_hidden=0.0))
+    hidden = simulate_person(np.random.default_rng(0), 2000, 25.0, Cues(arousal_hidden=0.4))
+    assert hidden.va[:, 1].std() > flat.va[:, 1].std()
+
+
+def test_feature_probes_find_the_cue_and_flag_vanished_features(tiny_root: Path) -> None:
+    """Ridge on cached features that hold the labels beats the trivial baseline; all-zero features show scale 0."""
+    from abaw.data.affwild2 import AffWild2
+    from abaw.fileio import save_npz
+    from abaw.synth.probes import feature_probes
+
+    ds = AffWild2(tiny_root)
+    rng = np.random.default_rng(0)
+    for split in tasks.SPLITS:
+        for entry in ds.entries(split, "va"):
+            va = ds.labels(entry)
+            valid = (va != tasks.VA_INVALID).all(axis=1)
+            feats = np.concatenate([np.where(valid[:, None], va, 0), rng.normal(0, 0.3, (len(va), 6))], axis=1)
+            for stream, x in (("body", feats), ("context", np.zeros_like(feats))):
+                save_npz(tiny_root / "features" / stream / "fake" / f"{entry.name}.npz",
+                         feats=x.astype(np.float16), valid=valid)
+    probes = feature_probes(tiny_root)
+    body, context = probes["body/fake"], probes["context/fake"]
+    assert body["va"]["frame"]["valence"] > 0.8 and body["scale"] > 0.1
+    assert context["scale"] == 0.0

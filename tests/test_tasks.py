@@ -20,6 +20,9 @@ def test_class_orders_and_au_lists() -> None:
     ("abaw2020", 7, 8, "f1_acc", "abaw2021"),
     ("abaw2021", 7, 12, "f1_acc", "abaw2021"),
     ("abaw2022", 8, 12, "f1", "abaw2022"),
+    ("abaw2023", 8, 12, "f1", "abaw2022"),
+    ("abaw2024", 8, 12, "f1", "abaw2022"),
+    ("abaw2025", 8, 12, "f1", "abaw2022"),
 ])
 def test_protocols(name: str, n_expr: int, n_au: int, expr_metric: str, layout: str) -> None:
     proto = tasks.get_protocol(name)
@@ -31,6 +34,20 @@ def test_protocols(name: str, n_expr: int, n_au: int, expr_metric: str, layout: 
     assert proto.header("va") == "valence,arousal"
     assert proto.annotation_dir("va") == tasks.ANNOTATION_DIRS[layout]["va"]
     assert tasks.get_protocol(proto) is proto
+    # 2020-2022: a folder per track; 2023 on: one file per track, image_location first
+    assert proto.result_format == ("single" if name >= "abaw2023" else "folder")
+    assert proto.single_header("va") == "image_location,valence,arousal"
+    assert proto.single_header("expr") == "image_location," + proto.header("expr")
+    assert proto.result_file("au") == tasks.ANNOTATION_DIRS[layout]["au"] + ".txt"
+
+
+def test_the_2023_to_2025_protocols_are_2022_with_single_files() -> None:
+    base = tasks.get_protocol("abaw2022")
+    for name in ("abaw2023", "abaw2024", "abaw2025"):
+        proto = tasks.get_protocol(name)
+        assert (proto.expr_classes, proto.au_names, proto.expr_metric, proto.au_metric, proto.layout) == (
+            base.expr_classes, base.au_names, base.expr_metric, base.au_metric, base.layout)
+    assert tasks.RESULT_FORMATS == ("folder", "single") and tasks.IMAGE_LOCATION == "image_location"
 
 
 def test_default_protocol_and_errors() -> None:
@@ -52,6 +69,11 @@ def test_annotation_folders_and_splits() -> None:
     assert tasks.ANNOTATION_DIRS["abaw2021"] == {"va": "VA_Set", "expr": "EXPR_Set", "au": "AU_Set"}
     assert tasks.ANNOTATION_DIRS["abaw2022"]["expr"] == "EXPR_Classification_Challenge"
     assert tasks.SPLIT_DIRS == {"train": "Train_Set", "validation": "Validation_Set"}
+    # the hidden test split: a label root's folder only, never among the splits training and evaluation read
+    assert tasks.TEST_SPLIT == "test" and tasks.TEST_SPLIT_DIR == "Test_Set"
+    assert tasks.TEST_SPLIT not in tasks.SPLITS
+    assert tasks.RESULT_SPLITS == ("train", "validation", "test")
+    assert tasks.LABEL_SPLIT_DIRS == {**tasks.SPLIT_DIRS, "test": "Test_Set"}
     assert tasks.CROP_PATTERN.format(7) == "00007.jpg"
 
 

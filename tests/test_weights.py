@@ -23,8 +23,16 @@ def test_catalogue_has_every_model_file_with_source_and_licence() -> None:
     assert set(OFFLINE_FILES) | {"yolov8n"} <= set(weights.names())
     for name in weights.names():
         entry = weights.get(name)
-        assert entry.url.startswith("https://") and entry.licence and entry.note
-        assert entry.sha256 is None or len(entry.sha256) == 64
+        assert entry.url.startswith(("https://", "http://")) and entry.licence and entry.note
+        assert entry.sha256 is None or len(entry.sha256) == 64 or (8 <= len(entry.sha256) < 64)
+        assert entry.sha256 is None or int(entry.sha256, 16) >= 0  # hex digits
+        if entry.unpickled:  # a file that can run code is pinned by its full sha256, or not at all
+            assert entry.sha256 is None or len(entry.sha256) == 64
+        if entry.url.startswith("http://"):  # no TLS: only for a file read with weights_only (no code can run)
+            assert entry.layout in ("state_dict", "places365", "vgg_face_dag")
+        assert entry.layout in (None, "state_dict", "places365", "vgg_face_dag", "timm_pickle")
+        if entry.layout:
+            assert entry.citation
     with pytest.raises(AbawError, match="unknown weights"):
         weights.get("nope")
 
@@ -148,3 +156,71 @@ def test_cli_list_and_verify(weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["weights", "fetch", "yunet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "face_detection_yunet_2023mar.onnx" in err
+
+
+def test_backbone_entries_and_torchvision_prefixes() -> None:
+    """Every backbone's entry is a backbone file; torchvision's hash prefix is the one in its own weight enums."""
+    import torchvision
+
+    from abaw.models.backbones import BACKBONE_WEIGHTS
+
+    for backbone, name in BACKBONE_WEIGHTS.items():
+        assert weights.get(name).layout is not None, backbone
+    for name, enum in (("resnet18_imagenet", torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
+                       ("resnet50_imagenet", torchvision.models.ResNet50_Weights.IMAGENET1K_V1),
+                       ("mobilenet_v2_imagenet", torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1)):
+        entry = weights.get(name)
+        assert entry.url == enum.url
+        prefix = enum.url.rsplit("-", 1)[1].split(".")[0]  # torchvision's <name>-<sha256 prefix>.pth
+        assert entry.sha256.startswith(prefix)
+
+
+def test_a_published_prefix_is_checked_as_a_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = b"resnet bytes" * 100
+    digest = hashlib.sha256(payload).hexdigest()
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    (offline / "r-x.pth").write_bytes(payload)
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(offline))
+    monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(weights.OFFLINE_ENV, "1")
+    good = weights.WeightFile("r", "r-x.pth", "https://example.org/r-x.pth", digest[:8], "MIT", "test")
+    monkeypatch.setitem(weights.CATALOGUE, "r", good)
+    assert good.sha256_is_prefix and weights.fetch("r") == offline / "r-x.pth"
+    ok, message = weights.verify("r")
+    assert ok and "starts with the published" in message
+    bad = weights.WeightFile("r", "r-x.pth", "https://example.org/r-x.pth", "0" * 8, "MIT", "test")
+    monkeypatch.setitem(weights.CATALOGUE, "r", bad)
+    with pytest.raises(AbawError, match="not used: sha256"):
+        weights.fetch("r")
+    assert not weights.verify("r")[0]
+    # an unpickled file is never let through on a prefix alone
+    monkeypatch.setitem(weights.CATALOGUE, "r", weights.WeightFile("r", "r-x.pth", "https://example.org/r-x.pth",
+                                                                    digest[:8], "MIT", "test", unpickled=True))
+    with pytest.raises(AbawError, match="not opened"):
+        weights.fetch("r")
+
+
+def test_download_with_a_published_prefix(tmp_path: Path, served: tuple[Path, str]) -> None:
+    folder, base = served
+    payload = b"torchvision-style weights" * 500
+    (folder / "w-1.pth").write_bytes(payload)
+    prefix = hashlib.sha256(payload).hexdigest()[:8]
+    good = weights.WeightFile("w", "w-1.pth", f"{base}/w-1.pth", prefix, "MIT", "test")
+    dest = tmp_path / "cache" / "w-1.pth"
+    assert weights._download(good, good.url, dest, timeout=5) == dest and dest.read_bytes() == payload
+    bad = weights.WeightFile("w", "w-2.pth", f"{base}/w-1.pth", "f" * 8 if prefix[0] != "f" else "0" * 8, "MIT",
+                             "test")
+    with pytest.raises(AbawError, match="does not start with the publisher's"):
+        weights._download(bad, bad.url, tmp_path / "cache" / "w-2.pth", timeout=5)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["w-1.pth"]  # nothing unverified kept
+
+
+def test_offline_message_names_the_offline_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(weights.WEIGHTS_DIR_ENV, str(tmp_path / "offline"))
+    monkeypatch.setenv(weights.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(weights.OFFLINE_ENV, "1")
+    with pytest.raises(AbawError) as info:
+        weights.fetch("resnet50_imagenet")
+    assert str(info.value).endswith(f"download https://download.pytorch.org/models/resnet50-0676ba61.pth and put it "
+                                    f"in {tmp_path / 'offline'} ($ABAW_WEIGHTS_DIR) as resnet50-0676ba61.pth")

@@ -2,8 +2,9 @@
 
 synth -> baselines -> prepare -> pretrain (the face CNN on a synthetic AffectNet-format set) -> extract -> train (per
 track, multi-task; their face stream starts from the pretrained CNN) -> evaluate (training split for the temporal
-model, test set for every trained run) -> temporal -> ensemble -> submissions (validated test-set result files of the
-best run per track that predicts the test set) -> leaderboard (terminal and HTML).
+model, test set for every trained run) -> temporal -> ensemble -> test (every run's test result files scored on the
+synthetic set's hidden test labels; selection stays on validation) -> submissions (validated test-set result files of
+the best run per track that predicts the test set) -> leaderboard (terminal and HTML, validation and test columns).
 
 Every stage writes its completion marker ``OUT/stages/<stage>.json`` last (atomically), holding what later stages
 need (e.g. the run folders it made). A stage whose marker exists is skipped, so a demo killed midway and started again
@@ -232,7 +233,12 @@ def stage_pretrain(demo: Demo) -> dict[str, Any]:
     return summary
 
 
-#: The demo presets (``configs/<name>.json``, owned by the training engineer), one training stage each.
+#: Image streams without a local copy of their ImageNet weights use this CNN, frozen at its random initialisation:
+#: its features keep the colours and shapes (a random MobileNetV2's shrink to about 1e-9 through its 50 layers and
+#: are stored as zeros in the float16 cache, which left the body and context streams carrying nothing).
+RANDOM_BACKBONE = "tiny_cnn"
+
+#: The demo presets (``configs/<name>.json``), one training stage each.
 DEMO_PRESETS: dict[str, str] = {"va": "demo_va", "expr": "demo_expr", "au": "demo_au", "multitask": "demo_multitask"}
 TEMPORAL_PRESET = "cnu_adl_temporal"
 
@@ -274,8 +280,9 @@ def _train_config(demo: Demo, preset: str) -> dict[str, Any]:
                 demo.notes.add(preset)
                 demo.console.print(f"  [yellow]note[/yellow]: {preset}: no local copy of the ImageNet weights of "
                                    f"{kwargs['backbone']} ($ABAW_WEIGHTS_DIR or the weights cache; the demo never "
-                                   "downloads), so the streams using it start from random weights")
-            cfg = resolve(cfg, {"model.kwargs.pretrained": False})
+                                   f"downloads), so the streams using it get a frozen random {RANDOM_BACKBONE}")
+            # not a random MobileNetV2: its features vanish (about 1e-9, all zeros in the float16 cache)
+            cfg = resolve(cfg, {"model.kwargs.pretrained": False, "model.kwargs.backbone": RANDOM_BACKBONE})
     elif not uses_imagenet and kwargs.get("pretrained") is True:  # no stream uses it: say so in the run's config
         cfg = resolve(cfg, {"model.kwargs.pretrained": False})
     return cfg
@@ -413,6 +420,65 @@ def stage_ensemble(demo: Demo) -> dict[str, Any]:
     return {"runs": runs, "scores": scores, "failed": failed, INCOMPLETE: bool(failed)}
 
 
+def _test_folder(run_dir: Path, track: str, protocol: str) -> Path | None:
+    from abaw.results import result_path, split_format
+
+    path = result_path(run_dir / "results" / "test", track, protocol, split_format("test", protocol))
+    return path if path.exists() else None
+
+
+def stage_test(demo: Demo) -> dict[str, Any]:
+    """Score every run's test result files against the synthetic set's hidden test labels (``data/test_labels``,
+    which no training or evaluation reads) and write them to the run's ``scores_test.json`` (the shape of
+    ``scores.json``), which the runs database and the leaderboard show next to the validation score."""
+    from abaw.results import score_results
+    from abaw.synth.dataset import TEST_LABELS_DIR
+
+    labels = demo.data_root / TEST_LABELS_DIR
+    if not labels.is_dir():
+        raise StageSkipped(f"the data root has no hidden test labels ({labels})")
+    scored: dict[str, dict[str, float]] = {}
+    for run in _all_runs(demo):
+        run_dir = Path(run)
+        info = read_run_info(run_dir)
+        protocol = info.protocol or demo.protocol
+        tracks: dict[str, Any] = {}
+        for track in _scored_tracks(run):
+            folder = _test_folder(run_dir, track, protocol)
+            if folder is None:
+                continue
+            result = score_results(folder, demo.data_root, "test", track, protocol, labels=labels)
+            tracks[track] = {k: v for k, v in result.items() if k not in ("split", "n_videos")}
+        if tracks:
+            write_json(run_dir / "scores_test.json", {"split": "test", "protocol": protocol, "tracks": tracks,
+                                                      "score": sum(t["score"] for t in tracks.values())})
+            scored[run] = {track: t["score"] for track, t in tracks.items()}
+    if not scored:
+        raise StageSkipped("no run has test result files yet")
+    selected = _selected(demo, scored)
+    for track, pick in selected.items():
+        demo.console.print(f"  {track.upper():4s} selected on validation: {pick['kind']} {pick['model']} "
+                           f"validation {pick['validation']:.4f}, test {pick['test']:.4f}")
+    return {"runs": {}, "test_scores": scored, "selected": selected}
+
+
+def _selected(demo: Demo, test: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Per track, the run with the best validation score among those scored on test, and both its scores."""
+    out: dict[str, dict[str, Any]] = {}
+    for run, tracks in test.items():
+        run_dir = Path(run)
+        scores = read_json(run_dir / "scores.json").get("tracks") or {} if (run_dir / "scores.json").is_file() else {}
+        info = read_run_info(run_dir)
+        for track, test_score in tracks.items():
+            val = (scores.get(track) or {}).get("score")
+            if val is None:
+                continue
+            if track not in out or val > out[track]["validation"]:
+                out[track] = {"run": run, "kind": info.kind, "model": info.model, "validation": float(val),
+                              "test": float(test_score)}
+    return out
+
+
 def _all_runs(demo: Demo) -> list[str]:
     """Every run folder the finished stages made, in stage order."""
     runs: list[str] = []
@@ -542,10 +608,12 @@ STAGES: tuple[Stage, ...] = (
           after=("evaluate",)),
     Stage("ensemble", "fuse the runs of each track (mean, tuned smoothing)", stage_ensemble, ("runs/ensemble",),
           after=(*_TRAIN_STAGES, "temporal")),
+    Stage("test", "score every run's test result files on the hidden test labels (selection stays on validation)",
+          stage_test, after=(*_RUN_STAGES, "evaluate")),
     Stage("submissions", "write and validate the test result files of the best run per track that has them",
           stage_submissions, after=(*_RUN_STAGES, "evaluate")),
     Stage("leaderboard", "record the runs and write the leaderboard", stage_leaderboard,
-          after=(*_RUN_STAGES, "submissions")),
+          after=(*_RUN_STAGES, "test", "submissions")),
 )
 
 

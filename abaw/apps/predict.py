@@ -50,6 +50,7 @@ class PredictOptions:
     plots: bool = True
     progress: bool | None = None
     trust_weights: bool = False  # --trust-weights: open an unverified weights file a library unpickles
+    person_weights: str | None = None  # --person-weights: the ultralytics model file
 
 
 class FerPredictor:
@@ -85,7 +86,7 @@ class ModelPredictor:
     note = ""
 
     def __init__(self, run_dir: str | Path, device: str | None = None) -> None:
-        from abaw.inference import load_run_model
+        from abaw.inference import load_run_model, model_spec
         from abaw.train.config import tracks_of
 
         self.model, self.config, self.device = load_run_model(run_dir, device=device or "auto")
@@ -94,6 +95,8 @@ class ModelPredictor:
         self.au_names = self.protocol.au_names
         self.streams = tuple(self.config["data"]["streams"])
         self.tracks = tracks_of(self.config)
+        audio = model_spec(self.model).get("audio") or {}
+        self.n_mels = int(audio.get("n_mels", 0)) or None  # the width of the audio stream's input, when it has one
 
     def predict(self, root: Path, name: str, video: str, n_frames: int, fps: float) -> dict[str, np.ndarray]:
         """Per-frame outputs of ``name`` read end to end from ``root``; NaN on frames without any stream's input."""
@@ -193,9 +196,11 @@ def predict_file(path: str | Path, out_dir: str | Path, opts: PredictOptions, pr
     streams = tuple(s for s in predictor.streams if s in ("face", "body", "context", "audio"))
     if "face" not in streams:
         streams = ("face", *streams)  # the face crops are always made: they are what the table reports
-    prep = PrepareOptions(detector=opts.detector, person=opts.person if {"body", "context"} & set(streams) else "face",
-                          streams=streams, max_faces=opts.max_faces, detect_every=opts.detect_every, force=True,
-                          progress=opts.progress, trust_weights=opts.trust_weights)
+    persons = bool({"body", "context"} & set(streams))
+    prep = PrepareOptions(detector=opts.detector, person=opts.person if persons else "face", streams=streams,
+                          max_faces=opts.max_faces, detect_every=opts.detect_every, force=True,
+                          progress=opts.progress, trust_weights=opts.trust_weights,
+                          person_weights=opts.person_weights if persons else None)
     created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # removed again if this input fails
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -207,6 +212,22 @@ def predict_file(path: str | Path, out_dir: str | Path, opts: PredictOptions, pr
         raise
 
 
+def mask_missing_audio(work: Path, video: str, predictor: Any) -> list[str]:
+    """An input without sound (a still image) gets the audio file of a silent video: 0 seconds of audio, so every
+    frame's window is invalid and the model masks the audio stream as it masks any absent stream input (no face
+    crop, no audio). Returns ``["audio"]`` when that happened. Only ever written into ``predict``'s own work folder."""
+    from abaw.fileio import save_npz
+    from abaw.video.audio import HOP_SECONDS, SAMPLE_RATE
+
+    path = work / tasks.PREPARED_DIR / "audio" / f"{video}.npz"
+    if path.is_file() or not getattr(predictor, "n_mels", None):
+        return []
+    save_npz(path, logmel=np.zeros((predictor.n_mels, 0), np.float32), hop_seconds=np.float64(HOP_SECONDS),
+             sample_rate=np.int64(SAMPLE_RATE), audio_seconds=np.float64(0.0))
+    log.info("%s: no sound (a still image): the model's audio stream is masked, as for a video without sound", video)
+    return ["audio"]
+
+
 def _predict_into(path: Path, out_dir: Path, opts: PredictOptions, predictor: Any, video: str,
                   prep: PrepareOptions) -> dict[str, Path]:
     """:func:`predict_file` once ``out_dir`` exists."""
@@ -214,6 +235,7 @@ def _predict_into(path: Path, out_dir: Path, opts: PredictOptions, predictor: An
         work, staged = Path(tmp_name) / WORK_DIR, Path(tmp_name) / "out"
         staged.mkdir()
         prepare_video(path, work, prep, name=video)
+        missing = mask_missing_audio(work, video, predictor) if "audio" in prep.streams else []
         boxes = read_boxes(work, video)
         n_frames = int(boxes["frame"].max())
         fps = probe(path).fps
@@ -229,6 +251,8 @@ def _predict_into(path: Path, out_dir: Path, opts: PredictOptions, predictor: An
                 "expression_classes": list(predictor.expr_classes), "au_threshold": opts.au_threshold}
         if predictor.note:
             meta["note"] = predictor.note
+        if missing:
+            meta["missing_streams"] = missing
         if opts.plots or opts.annotate:
             table = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])  # the written table, read back
         if opts.plots:

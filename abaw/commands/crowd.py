@@ -15,6 +15,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 AGGREGATE_METHODS = ("mv", "soft", "ds", "mean", "median")
+#: train-crowd: what the labels are, the methods and the crowd layers (kept equal to abaw.crowd: not imported, so
+#: that the CLI builds its parsers without torch).
+CROWD_KINDS = ("expression", "va", "valence", "arousal")
+CLASS_METHODS = ("mv", "soft", "ds", "crowd")
+VALUE_METHODS = ("mv", "mean", "median", "crowd")
+TRAIN_METHODS = tuple(dict.fromkeys((*CLASS_METHODS, *VALUE_METHODS)))
+CLASS_LAYERS = ("MW", "VW", "VB", "VW+B")
+VALUE_LAYERS = ("S", "B", "S+B", "B+S")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -47,17 +55,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--missing", type=float, default=0.2, help="fraction of labels dropped")
     sim.add_argument("--epochs", type=int, default=30)
     sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--values", action="store_true",
+                     help="valence/arousal-like values instead of classes: regression crowd layers S, B, S+B, B+S "
+                          "against the majority level, mean and median (test CCC and RMSE)")
     sim.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     sim.set_defaults(func=run_simulate)
 
-    tc = subparsers.add_parser("train-crowd", help="train a face CNN on AffectNet-format images with crowd labels")
+    tc = subparsers.add_parser("train-crowd", help="train a face CNN on AffectNet-format images with crowd labels "
+                                                   "(expressions, or valence/arousal)")
     tc.add_argument("--data", type=Path, required=True, help="AffectNet-format root")
     src = tc.add_mutually_exclusive_group(required=True)
-    src.add_argument("--votes", type=Path, help="AffectNetC25 expression CSV (filename = subDirectory_filePath)")
+    src.add_argument("--votes", type=Path, nargs="+", metavar="CSV",
+                     help="AffectNetC25 expression CSV, or valence and/or arousal CSVs (filename = "
+                          "subDirectory_filePath); the kind comes from the file names")
     src.add_argument("--simulate", metavar="SPEC", help="simulate annotators from the true labels, e.g. "
                                                         "reliable=2,noisy=3,adversarial=3[,missing=0.2]")
-    tc.add_argument("--method", choices=("mv", "soft", "ds", "crowd"), default="crowd")
-    tc.add_argument("--crowd-layer", default="MW", choices=("MW", "VW", "VB", "VW+B"))
+    tc.add_argument("--kind", choices=CROWD_KINDS, default=None,
+                    help="what the crowd labels: expression (default with --simulate) or valence/arousal (va, "
+                         "valence, arousal); with --votes it comes from the file names")
+    tc.add_argument("--method", choices=TRAIN_METHODS, default="crowd",
+                    help="expression: mv, soft, ds or crowd; valence/arousal: mv (majority level), mean, median or "
+                         "crowd (default: crowd)")
+    tc.add_argument("--crowd-layer", default=None, choices=(*CLASS_LAYERS, *VALUE_LAYERS),
+                    help=f"crowd layer of --method crowd: {', '.join(CLASS_LAYERS)} for expressions (default MW), "
+                         f"regression {', '.join(VALUE_LAYERS)} for valence/arousal (default S+B)")
     tc.add_argument("--backbone", default="tiny_cnn")
     tc.add_argument("--pretrained", default=None, help="backbone init: none, imagenet or a backbone checkpoint")
     tc.add_argument("--epochs", type=int, default=10)
@@ -185,11 +206,16 @@ def _emit(df: pd.DataFrame, out: Path | None, summary: list[str]) -> int:
 # ---- simulate --------------------------------------------------------------------------------------------------
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from abaw.crowd.benchmark import simulated_benchmark
+    from abaw.crowd.benchmark import simulated_benchmark, value_benchmark
 
-    figures = simulated_benchmark(n_classes=args.classes, dim=args.dim, n_items=args.items, reliable=args.reliable,
-                                  noisy=args.noisy, adversarial=args.adversarial, missing=args.missing,
-                                  epochs=args.epochs, seed=args.seed)
+    if args.values:
+        figures = value_benchmark(dim=args.dim, n_items=args.items, reliable=args.reliable, noisy=args.noisy,
+                                  adversarial=args.adversarial, missing=args.missing, epochs=args.epochs,
+                                  seed=args.seed)
+    else:
+        figures = simulated_benchmark(n_classes=args.classes, dim=args.dim, n_items=args.items,
+                                      reliable=args.reliable, noisy=args.noisy, adversarial=args.adversarial,
+                                      missing=args.missing, epochs=args.epochs, seed=args.seed)
     print(json.dumps(figures, indent=2))
     if args.out is not None:
         from abaw.fileio import write_json
@@ -200,14 +226,56 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 # ---- train-crowd / pretrain-affectnet ----------------------------------------------------------------------------
 
-def run_train_crowd(args: argparse.Namespace) -> int:
-    from abaw.crowd.images import train_crowd_images
+def crowd_kind(args: argparse.Namespace) -> str:
+    """``expression`` or a valence/arousal kind, from ``--kind`` or the votes files' names; checks that the method
+    and the crowd layer fit it (one line otherwise)."""
+    from abaw.crowd.votes import c25_kind
 
-    scores = train_crowd_images(args.data, args.out, votes=args.votes, simulate=args.simulate, method=args.method,
-                                conn_type=args.crowd_layer, backbone=args.backbone, pretrained=args.pretrained,
-                                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                image_size=args.image_size, seed=args.seed, device=args.device, limit=args.limit,
-                                crowd_lr=args.crowd_lr, crowd_init=args.crowd_init)
+    kind = args.kind
+    if args.votes:
+        found = {c25_kind(p) for p in args.votes}
+        is_value = found <= {"valence", "arousal"}
+        if found == {"expression"} and len(args.votes) == 1:
+            vote_kind = "expression"
+        elif is_value:
+            vote_kind = "va" if len(found) == 2 else found.pop()
+        else:
+            raise AbawError("--votes takes one AffectNetC25 expression file, or a valence and/or an arousal file "
+                            "(named as AffectNetC25 names them)", path=args.votes[0])
+        if kind is not None and kind != vote_kind:
+            raise AbawError(f"--kind {kind} does not match the votes files ({vote_kind})", path=args.votes[0])
+        kind = vote_kind
+    kind = kind or "expression"
+    if kind != "expression" and args.crowd_init != "identity":
+        raise AbawError("--crowd-init ds starts an MW layer of expressions; it does not apply to valence/arousal")
+    methods, layers = (CLASS_METHODS, CLASS_LAYERS) if kind == "expression" else (VALUE_METHODS, VALUE_LAYERS)
+    what = "expressions" if kind == "expression" else "valence/arousal"
+    if args.method not in methods:
+        raise AbawError(f"--method {args.method} is not for {what}; choose one of {', '.join(methods)}")
+    if args.crowd_layer is not None and args.crowd_layer not in layers:
+        raise AbawError(f"--crowd-layer {args.crowd_layer} is not for {what}; choose one of {', '.join(layers)}")
+    return kind
+
+
+def run_train_crowd(args: argparse.Namespace) -> int:
+    kind = crowd_kind(args)
+    if kind == "expression":
+        from abaw.crowd.images import train_crowd_images
+
+        scores = train_crowd_images(args.data, args.out, votes=args.votes[0] if args.votes else None,
+                                    simulate=args.simulate, method=args.method,
+                                    conn_type=args.crowd_layer or CLASS_LAYERS[0], backbone=args.backbone,
+                                    pretrained=args.pretrained, epochs=args.epochs, batch_size=args.batch_size,
+                                    lr=args.lr, image_size=args.image_size, seed=args.seed, device=args.device,
+                                    limit=args.limit, crowd_lr=args.crowd_lr, crowd_init=args.crowd_init)
+    else:
+        from abaw.crowd.value_images import train_crowd_values
+
+        scores = train_crowd_values(args.data, args.out, votes=args.votes, simulate=args.simulate, kind=kind,
+                                    method=args.method, conn_type=args.crowd_layer or "S+B", backbone=args.backbone,
+                                    pretrained=args.pretrained, epochs=args.epochs, batch_size=args.batch_size,
+                                    lr=args.lr, image_size=args.image_size, seed=args.seed, device=args.device,
+                                    limit=args.limit, crowd_lr=args.crowd_lr)
     print(json.dumps(scores, indent=2))
     return 0
 

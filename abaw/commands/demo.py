@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from abaw import tasks
 from abaw.errors import AbawError
 
 
@@ -21,7 +23,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="folder for the validated result files (default: ./submissions/demo)")
     p.add_argument("--quick", action="store_true", help="a smaller data set and shorter training (about 3 minutes)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of every training (default: 0)")
+    p.add_argument("--result-format", choices=tasks.RESULT_FORMATS, default="folder",
+                   help="format of the submitted result files: folder (2020-2022: a folder per track, the "
+                   "default) or single (2023 on: also one file per track, SUBMISSIONS/single/<track folder>.txt, "
+                   "validated and zipped)")
     p.set_defaults(func=run)
+
+
+def _single_files(out: Path, submissions: Path, report: dict[str, Any]) -> bool:
+    """Rewrite each track's validated submission folder as a single result file, validate and zip it."""
+    from abaw.apps.demo import Demo
+    from abaw.data.affwild2 import AffWild2
+    from abaw.results import convert_results, validate_submission, zip_submission
+
+    tracks = ((report.get("submissions") or {}).get("summary") or {}).get("tracks") or {}
+    if not tracks:
+        return False
+    data_root = Demo(out=out.resolve(), submissions=submissions.resolve()).data_root
+    protocol = AffWild2(data_root).protocol
+    for track, info in tracks.items():
+        path = convert_results(info["folder"], submissions / "single", track, protocol, fmt="single",
+                               src_fmt="folder")
+        problems = validate_submission(path, data_root, info["split"], track, protocol, fmt="single")
+        if problems:
+            raise AbawError(f"the {track.upper()} single result file does not validate: {problems[0]}", path=path)
+        zip_path = zip_submission(path, path.with_suffix(".zip"))
+        print(f"  {track.upper():4s} single result file: {path} (valid; zip {zip_path})")
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,4 +60,6 @@ def run(args: argparse.Namespace) -> int:
     report = run_demo(args.out, quick=args.quick, seed=args.seed, submissions=args.submissions)
     states = [info.get("state") for info in report.values() if isinstance(info, dict)]
     submitted = report.get("submissions", {}).get("state") in ("ran", "done before")
+    if submitted and args.result_format == "single":
+        submitted = _single_files(args.out, args.submissions, report)
     return 0 if submitted and "failed" not in states else 1

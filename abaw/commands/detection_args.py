@@ -16,6 +16,9 @@ def add_detection_args(p: argparse.ArgumentParser, person_help: str) -> None:
     p.add_argument("--detector", choices=DETECTORS, default="yunet", help="face detector (default: yunet)")
     p.add_argument("--person", choices=PERSON_BACKENDS, default="yolo-fastest",
                    help=f"{person_help} (default: yolo-fastest)")
+    p.add_argument("--person-weights", metavar="PATH", default=None,
+                   help="the model file of --person ultralytics (e.g. yolov8s.pt; default: the catalogue's yolov8n). "
+                   f"ultralytics unpickles it, so a file whose sha256 is not in the catalogue needs {TRUST_FLAG}")
     p.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="K",
                    help=f"detect faces on every K-th frame and interpolate between; where faces come or go, every "
                    f"frame is detected (default: {DETECT_EVERY}; 1 detects every frame). Persons: about once a second")
@@ -35,13 +38,21 @@ def detect_every(args: argparse.Namespace) -> int:
     return args.detect_every
 
 
+def person_weights(args: argparse.Namespace) -> str | None:
+    """``--person-weights PATH``: only with ``--person ultralytics`` (the other detectors take no model file)."""
+    path = getattr(args, "person_weights", None)
+    if path is not None and getattr(args, "person", None) != "ultralytics":
+        raise AbawError(f"--person-weights is the model file of --person ultralytics, not of --person {args.person}")
+    return path
+
+
 def trust_weights(args: argparse.Namespace) -> bool:
-    """The ``--trust-weights`` flag; with ``--person ultralytics`` the present weights file is checked now, so that a
-    refused file stops the command with one line before any work."""
+    """The ``--trust-weights`` flag; with ``--person ultralytics`` the weights file (``--person-weights`` or the
+    catalogue's) is checked now, so that a refused file stops the command with one line before any work."""
     trust = bool(getattr(args, "trust_weights", False))
     person = getattr(args, "person", None)
     if person:
         from abaw.video.persons import check_person_weights
 
-        check_person_weights(person, trust)
+        check_person_weights(person, trust, person_weights(args))
     return trust

@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, default=str))
     elif args.split == "test":
         for track, info in result["tracks"].items():
-            print(f"{args.run_dir}: {track.upper()} test result files valid: {info['files']} in {info['folder']}")
+            if info["folder"].endswith(".txt"):  # the single-file format of the run's protocol (2023 on)
+                print(f"{args.run_dir}: {track.upper()} test result file valid: {info['folder']}")
+            else:
+                print(f"{args.run_dir}: {track.upper()} test result files valid: {info['files']} in {info['folder']}")
     else:
         parts = ", ".join(f"{t} {s['score']:.4f}" for t, s in result["tracks"].items())
         print(f"{args.run_dir}: {args.split} score {result['score']:.4f} ({parts})")
@@ -54,9 +57,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--data-root", "--data_root", dest="data_root",
                    help="Aff-Wild2 data root (default: the run's)")
     p.add_argument("--split", default="validation", choices=("validation", "train", "test"),
-                   help="test: result files for the names of test_set/<track>.txt (no scores); for a temporal or "
-                   "ensemble run, its fit applied to its sources' test predictions (evaluate those first)")
-    p.add_argument("--submission", metavar="DIR", help="also write the result files into DIR")
+                   help="test: result files for the names of test_set/<track>.txt (no scores), in the format of the "
+                   "run's protocol (a folder per track up to abaw2022, one file per track from abaw2023); for a "
+                   "temporal or ensemble run, its fit applied to its sources' test predictions (evaluate those first)")
+    p.add_argument("--submission", metavar="DIR", help="also write the result files into DIR (same format)")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     p.add_argument("--batch-size", type=int)
     p.add_argument("--json", action="store_true", help="print the scores as JSON")

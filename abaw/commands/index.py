@@ -48,6 +48,40 @@ def summarise(table: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
+#: Names shown per track pair in the overlap report.
+SHOWN_NAMES = 5
+
+
+def overlap_summary(table: pd.DataFrame) -> list[dict]:
+    """Per (training track, validation track) pair: how many names sit in both splits, their frames and labels in
+    the training file, and the first few names (:func:`abaw.data.affwild2.split_overlaps`)."""
+    from abaw.data.affwild2 import split_overlaps
+
+    out = []
+    for (train_track, val_track), group in split_overlaps(table).groupby(["train_track", "validation_track"],
+                                                                          sort=False):
+        out.append({"train_track": str(train_track), "validation_track": str(val_track),
+                    "names": int(len(group)), "train_frames": int(group["train_frames"].sum()),
+                    "train_labels": int(group["train_labels"].sum()),
+                    "examples": group["name"].astype(str).head(SHOWN_NAMES).tolist()})
+    return out
+
+
+def overlap_lines(overlaps: list[dict]) -> list[str]:
+    """The overlap report as text lines (none when the splits are clean)."""
+    if not overlaps:
+        return []
+    lines = ["names in a training split of one track and a validation split of another (multi-task training and "
+             "ensembles leave them out of training):"]
+    for o in overlaps:
+        more = ", ..." if o["names"] > len(o["examples"]) else ""
+        plural = "s" if o["names"] != 1 else ""
+        lines.append(f"  {o['train_track'].upper()} train / {o['validation_track'].upper()} validation: "
+                     f"{o['names']} name{plural}, {o['train_frames']} frames ({o['train_labels']} labelled): "
+                     f"{', '.join(o['examples'])}{more}")
+    return lines
+
+
 def missing_validation(ds: AffWild2, tracks: list[str] | tuple[str, ...] = tasks.TRACKS) -> str | None:
     """One line naming the missing validation annotations of the ``tracks`` that have train annotations (None when
     every such track has them): training selects and scores on the validation split."""
@@ -71,9 +105,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         write_table(table, args.out)
     summary = summarise(table)
+    overlaps = overlap_summary(table)
     if args.json:
         print(json.dumps({"root": str(ds.root), "layout": ds.layout, "protocol": ds.protocol.name,
-                          "fingerprint": dataset_fingerprint(ds.root), "tracks": summary}))
+                          "fingerprint": dataset_fingerprint(ds.root), "tracks": summary, "overlaps": overlaps}))
         return 0
     print(f"{ds.root}: layout {ds.layout}, protocol {ds.protocol.name}")
     print(f"{'track':6s} {'split':11s} {'videos':>7s} {'frames':>10s} {'label lines':>12s} {'valid labels':>13s} "
@@ -82,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         for split, s in splits.items():
             print(f"{track:6s} {split:11s} {s['videos']:7d} {s['frames']:10d} {s['label_lines']:12d} "
                   f"{s['valid_labels']:13d} {s['crops']:10d} {s['mismatched']:10d}")
+    for line in overlap_lines(overlaps):
+        print(line)
     if args.out:
         print(f"index table: {args.out}")
     return 0

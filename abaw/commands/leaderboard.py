@@ -16,7 +16,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "leaderboard", help="ranked validation scores per track (terminal, JSON, HTML)",
         description="Rank the recorded runs per track, protocol and dataset (runs on different data are never "
-                    "ranked together), with the published scores as reference rows.")
+                    "ranked together), with the published scores as reference rows. The runs of one config that "
+                    "differ only in their seed share a row, ranked by their mean score with a t-based 95% confidence "
+                    "interval (a config with one run is marked single seed); the test column is the hidden test "
+                    "split where a run's test result files were scored (RUN_DIR/scores_test.json).")
     p.add_argument("--track", help="va, expr or au (or 1, 2, 3); default: all")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), help="only runs scored with this protocol")
     p.add_argument("--dataset", help="only runs on this dataset: a fingerprint (or its prefix) or a data root")
@@ -31,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
     r = subparsers.add_parser("record", help="record finished run folders in the runs database",
-                              description="Read RUN_DIR/run.json, config.json and scores.json and upsert the run.")
+                              description="Read RUN_DIR/run.json, config.json, scores.json and (when there) "
+                                          "scores_test.json, and upsert the run.")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     r.add_argument("--db", metavar="PATH", help=f"runs database (default: ${database.DB_ENV} or {database.DEFAULT_DB})")
     r.set_defaults(func=run_record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from abaw.commands.detection_args import add_detection_args, detect_every, trust_weights
+from abaw.commands.detection_args import add_detection_args, detect_every, person_weights, trust_weights
 from abaw.commands.train import device_arg
 
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     opts = PredictOptions(checkpoint=args.checkpoint, detector=args.detector, person=args.person,
                           max_faces=args.max_faces, au_threshold=args.au_threshold, annotate=args.annotate,
                           plots=not args.no_plots, detect_every=detect_every(args),
-                          trust_weights=trust_weights(args))
+                          trust_weights=trust_weights(args), person_weights=person_weights(args))
     predictor = load_predictor(args.checkpoint, device=args.device)
     if predictor.note:
         print(f"note: {predictor.note}")

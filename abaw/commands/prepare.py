@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from abaw.commands.detection_args import add_detection_args, detect_every, trust_weights
+from abaw.commands.detection_args import add_detection_args, detect_every, person_weights, trust_weights
 from abaw.errors import AbawError, report_failures
 from abaw.tasks import ENCODED_STREAMS
 
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     opts = PrepareOptions(detector=args.detector, person=args.person, streams=streams, face_size=args.size,
                           body_size=args.size, context_size=args.size, max_faces=args.max_faces or None,
                           detect_every=detect_every(args), workers=max(1, args.workers), force=args.force,
-                          trust_weights=trust_weights(args))
+                          trust_weights=trust_weights(args), person_weights=person_weights(args))
 
     def report(r: VideoResult) -> None:
         if r.status == "done":

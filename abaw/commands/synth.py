@@ -33,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="frame size (default {}x{})".format(*DEFAULTS["size"]))
     p.add_argument("--workers", type=int, default=None, help="rendering processes (default: up to 2)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder that is not a synthetic set")
+    p.add_argument("--cue", action="append", default=[], metavar="KEY=VALUE",
+                   help="strength of one cue (repeatable), e.g. --cue audio_valence=0 --cue face_noise=0.1; "
+                        "keys: the fields of abaw.synth.params.Cues (docs/synthetic.md)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -67,15 +70,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise AbawError("--workers must be at least 1")
+    from abaw.synth.params import parse_cue
+
+    cues = dict(parse_cue(text) for text in args.cue)
     s = generate(args.out, videos=args.videos, frames=args.frames, seed=args.seed, layout=args.layout, fps=args.fps,
-                 size=args.size, workers=args.workers, overwrite=args.overwrite)
+                 size=args.size, workers=args.workers, overwrite=args.overwrite, cues=cues)
     files = s["annotation_files"]
     lines = [f"wrote {s['videos']} videos x {s['frames_per_video']} frames ({s['names']} names, "
              f"{len(s['two_person_videos'])} with two people) to {s['out']} in {s['seconds']:.1f} s"]
     for t in tasks.TRACKS:
         lines.append(f"  {t:4s} train {files[t]['train']:3d}  validation {files[t]['validation']:3d}  "
                      f"test {files[t]['test']:3d} names")
-    lines.append(f"  faces in {s['face_frames']} of {s['name_frames']} name-frames")
+    lines.append(f"  faces in {s['face_frames']} of {s['name_frames']} name-frames; test labels in {s['test_labels']}")
     _print(s, args.json, lines)
     return 0
 
@@ -101,5 +107,20 @@ def run_check(args: argparse.Namespace) -> int:
     lines += [f"  {k:24s} {v:.3f}" for k, v in s["face"].items()]
     lines.append("stream cues (Pearson r over one-person VA videos):")
     lines += [f"  {k:24s} {v:.3f}" for k, v in s["streams"].items()]
+    lines.append("per-stream ceilings, linear probes train -> validation (per frame | inputs averaged over 1 s); "
+                 "trivial baseline: CCC 0")
+    for title, probes in (("simple statistics", s["stats"]), ("cached features", s["features"])):
+        for stream, probe in probes.items():
+            for track in ("va", "expr"):
+                item = probe.get(track, probe if track == "va" else {})
+                if "frame" not in item:
+                    continue
+                f, m = item["frame"], item["smoothed"]
+                text = (f"CCC V {f['valence']:.3f} A {f['arousal']:.3f} | V {m['valence']:.3f} A {m['arousal']:.3f}"
+                        if track == "va" else f"EXPR F1 {f['f1']:.3f} | {m['f1']:.3f}")
+                scale = f"  (mean |feature| {probe['scale']:.2g})" if "scale" in probe and track == "va" else ""
+                lines.append(f"  {title}: {stream:44s} {text}{scale}")
+            if "scale" in probe and probe["scale"] < 1e-6:
+                lines.append(f"  {title}: {stream:44s} features are all zero: this stream carries nothing")
     _print(s, args.json, lines)
     return 0

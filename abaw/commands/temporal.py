@@ -9,10 +9,13 @@ import json
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "temporal", help="train the temporal statistical model (block statistics -> multi-task heads) on a run",
-        description=__doc__ + " Trains on the source run's train-split outputs and evaluates on validation; "
-        "writes a run folder of kind 'temporal'.")
-    p.add_argument("--source", required=True, metavar="RUN_DIR", help="a trained run with predictions/train and "
-                   "predictions/validation (and embeddings/ for the embedding input)")
+        description=__doc__ + " By default (fit_on=validation) it is fitted on the source run's validation outputs "
+        "by grouped cross-validation (outputs the source model did not train on; each validation video is predicted "
+        "by a model fitted on other videos, so the validation score is out of fold); --set fit_on=train fits it on "
+        "the source's training-split outputs instead. Writes a run folder of kind 'temporal'; its run.json says "
+        "fit_uses_validation.")
+    p.add_argument("--source", required=True, metavar="RUN_DIR", help="a trained run with predictions/validation "
+                   "(and predictions/train for fit_on=train; embeddings/ for the embedding input)")
     p.add_argument("-c", "--config", default=None,
                    help="preset JSON, or a preset name (e.g. cnu_adl_temporal, cnu_adl_temporal_bilstm)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
@@ -46,8 +49,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(find_preset(args.config) if args.config else None, _overrides(args.set))
     run_dir = fit_temporal(args.source, config, args.data_root, args.out, force=args.force)
-    scores = read_json(run_dir / "scores.json").get("tracks", {})
-    print(f"temporal run: {run_dir}")
+    doc = read_json(run_dir / "scores.json")
+    scores = doc.get("tracks", {})
+    fit_on = (doc.get("temporal") or {}).get("fit_on", "train")
+    print(f"temporal run: {run_dir} (fitted on {fit_on}"
+          f"{': validation scores out of fold' if fit_on == 'validation' else ''})")
     for track, result in scores.items():
         print(f"  {track:5s} validation score {result['score']:.4f}")
     return 0

@@ -61,6 +61,17 @@ def median_values(values: np.ndarray) -> np.ndarray:
     return _nan_reduce(np.nanmedian, values)
 
 
+def majority_values(values: np.ndarray, levels: tuple[float, ...] | np.ndarray) -> MajorityVote:
+    """Majority vote over values on a grid of ``levels`` (AffectNetC25's 9 valence/arousal levels): each value is
+    taken as its nearest level, ties go to the lowest level (the smallest code, as for classes). The voted value is
+    ``levels[labels]`` (NaN where ``labels`` is -1, no vote)."""
+    values = np.asarray(values, dtype=np.float64)
+    grid = np.asarray(levels, dtype=np.float64)
+    seen = ~np.isnan(values)
+    codes = np.where(seen, np.abs(np.nan_to_num(values)[..., None] - grid).argmin(axis=-1), -1)
+    return majority_vote_codes(codes, len(grid))
+
+
 def _nan_reduce(fn, values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     out = np.full(values.shape[0], np.nan)

@@ -74,3 +74,58 @@ def _benchmark(n_classes: int, dim: int, n_items: int, n_test: int, reliable: in
             }
     out["seconds"] = round(time.perf_counter() - start, 2)
     return out
+
+
+# ---- valence/arousal-like values -----------------------------------------------------------------------------------
+
+def _value_mlp(dim: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, 1), nn.Tanh())
+
+
+def value_benchmark(dim: int = 10, n_items: int = 1500, n_test: int = 1000, reliable: int = 2, noisy: int = 3,
+                    adversarial: int = 3, missing: float = 0.2, epochs: int = 30, seed: int = 0) -> dict[str, Any]:
+    """Regression crowd layers (S, B, S+B, B+S) against training on the majority level, mean and median of the
+    annotators' values: simulated value annotators (:func:`abaw.crowd.simulate.value_panel`, AffectNetC25's 9
+    levels) label a small regression problem; test CCC and RMSE against the truth. A crowd layer's model is read as
+    its base output (layer dropped) and as the average annotator."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _value_benchmark(dim, n_items, n_test, reliable, noisy, adversarial, missing, epochs, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _value_benchmark(dim: int, n_items: int, n_test: int, reliable: int, noisy: int, adversarial: int,
+                     missing: float, epochs: int, seed: int) -> dict[str, Any]:
+    from abaw.crowd.layers import REGRESSION_TYPES
+    from abaw.crowd.regression import aggregate_values, fit_values, predict_values, value_scores
+    from abaw.crowd.simulate import linear_targets, simulate_values, value_panel
+    from abaw.tasks import AFFECTNETC25_VA_LEVELS
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    x, truth, w = linear_targets(n_items, dim, rng)
+    xt, truth_t, _ = linear_targets(n_test, dim, rng, weights=w)
+    panel = value_panel(rng, reliable, noisy, adversarial)
+    values = simulate_values(truth, panel, rng, missing=missing, levels=AFFECTNETC25_VA_LEVELS)[:, :, None]
+    out: dict[str, Any] = {
+        "setup": {"items": n_items, "annotators": panel.kinds, "scale": panel.scale.round(3).tolist(),
+                  "bias": panel.bias.round(3).tolist(), "missing": missing, "seed": seed},
+        "label_recovery": {m: value_scores(aggregate_values(values, m, AFFECTNETC25_VA_LEVELS), truth[:, None],
+                                           ("value",))["value"] for m in ("mv", "mean", "median")},
+        "test": {},
+    }
+    xs, xts = torch.from_numpy(x), torch.from_numpy(xt)
+    kw = {"epochs": epochs, "lr": 3e-3, "crowd_lr": 1e-2, "batch_size": 64, "seed": seed,
+          "levels": AFFECTNETC25_VA_LEVELS}
+    for method, conn in [("mv", None), ("mean", None), ("median", None)] + [("crowd", c) for c in REGRESSION_TYPES]:
+        fit = fit_values(_value_mlp(dim, seed), xs, values, method=method, conn_type=conn or "S+B", **kw)
+        key = method if conn is None else f"crowd_{conn}"
+        out["test"][key] = value_scores(predict_values(fit.base, xts), truth_t[:, None], ("value",))["value"]
+        if fit.crowd is not None:
+            out["test"][f"{key}_average_annotator"] = value_scores(predict_values(fit.base, xts, fit.crowd),
+                                                                   truth_t[:, None], ("value",))["value"]
+    out["seconds"] = round(time.perf_counter() - start, 2)
+    return out

@@ -49,17 +49,21 @@ def parse_simulate_spec(spec: str) -> dict[str, float]:
     return out
 
 
+def match_items(rel_paths: list[str], items: list[str]) -> np.ndarray:
+    """For each image (``subDirectory_filePath``), the row of the votes file naming it (its ``filename`` equal to
+    the path, else to the image's base name), -1 when none does."""
+    by_name = {name: i for i, name in enumerate(items)}
+    by_base = {Path(name).name: i for i, name in enumerate(items)}
+    return np.array([by_name.get(rel, by_base.get(Path(rel).name, -1)) for rel in rel_paths], dtype=np.int64)
+
+
 def c25_codes_for(dataset: AffectNetImages, votes: Path) -> tuple[np.ndarray, list[str]]:
     """Crowd codes (N, R) in AffectNet order for the images of ``dataset`` (-1 where an image has no vote)."""
     table = read_c25(votes, "expression")
     codes = map_expressions(table.codes(), "affectnet", source=AFFECTNETC25_CLASSES)
-    by_name = {name: i for i, name in enumerate(table.items)}
-    by_base = {Path(name).name: i for i, name in enumerate(table.items)}
+    rows = match_items(dataset.rel_paths, table.items)
     out = np.full((len(dataset), table.n_annotators), -1, dtype=np.int64)
-    for i, rel in enumerate(dataset.rel_paths):
-        row = by_name.get(rel, by_base.get(Path(rel).name))
-        if row is not None:
-            out[i] = codes[row]
+    out[rows >= 0] = codes[rows[rows >= 0]]
     if (out >= 0).sum() == 0:
         raise AbawError("no image of the training split is named in this votes file", path=votes)
     return out, table.annotators

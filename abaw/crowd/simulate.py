@@ -97,3 +97,67 @@ def gaussian_clusters(n: int, n_classes: int, dim: int, rng: np.random.Generator
     y = rng.integers(0, n_classes, n)
     x = centers[y] + rng.normal(size=(n, dim))
     return Clusters(x.astype(np.float32), y.astype(np.int64)), centers
+
+
+# ---- continuous labels (valence / arousal) -----------------------------------------------------------------------
+
+#: Default (scale range, bias spread, noise sd) of each kind of value annotator: ``reliable`` near the truth,
+#: ``noisy`` unbiased with a large spread, ``adversarial`` systematically off (compressed scale, a fixed offset of
+#: 0.3-0.5 in a random direction) with little noise.
+VALUE_KINDS: dict[str, tuple[tuple[float, float], float, float]] = {
+    "reliable": ((0.9, 1.1), 0.05, 0.1),
+    "noisy": ((0.8, 1.0), 0.1, 0.4),
+    "adversarial": ((0.4, 0.7), 0.4, 0.1),
+}
+
+
+@dataclass
+class ValuePanel:
+    """Annotators of a continuous label: annotator r says ``clip(scale[r] * truth + bias[r] + N(0, noise[r]))``."""
+
+    scale: np.ndarray  # (R,)
+    bias: np.ndarray  # (R,)
+    noise: np.ndarray  # (R,)
+    kinds: list[str]
+
+
+def value_panel(rng: np.random.Generator, reliable: int = 3, noisy: int = 3, adversarial: int = 2) -> ValuePanel:
+    """A panel of value annotators of each kind (:data:`VALUE_KINDS`)."""
+    kinds = ["reliable"] * reliable + ["noisy"] * noisy + ["adversarial"] * adversarial
+    scale, bias, noise = [], [], []
+    for kind in kinds:
+        (lo, hi), spread, sd = VALUE_KINDS[kind]
+        scale.append(rng.uniform(lo, hi))
+        offset = rng.uniform(0.75 * spread, 1.25 * spread) * rng.choice((-1.0, 1.0)) if kind == "adversarial" \
+            else rng.normal(0.0, spread)
+        bias.append(offset)
+        noise.append(sd)
+    return ValuePanel(np.array(scale), np.array(bias), np.array(noise), kinds)
+
+
+def simulate_values(truth: np.ndarray, panel: ValuePanel, rng: np.random.Generator, missing: float = 0.0,
+                    levels: tuple[float, ...] | None = None) -> np.ndarray:
+    """Each annotator's value for each item (N, R), clipped to [-1, 1] and, with ``levels`` (e.g. AffectNetC25's 9),
+    rounded to the nearest level; a ``missing`` fraction is NaN, keeping at least one value per item."""
+    truth = np.asarray(truth, dtype=np.float64)
+    n, r = len(truth), len(panel.kinds)
+    values = truth[:, None] * panel.scale + panel.bias + rng.normal(size=(n, r)) * panel.noise
+    values = np.clip(values, -1.0, 1.0)
+    if levels is not None:
+        grid = np.asarray(levels, dtype=np.float64)
+        values = grid[np.abs(values[..., None] - grid).argmin(axis=-1)]
+    if missing > 0:
+        drop = rng.random((n, r)) < missing
+        drop[np.arange(n), rng.integers(0, r, n)] = False
+        values[drop] = np.nan
+    return values
+
+
+def linear_targets(n: int, dim: int, rng: np.random.Generator, weights: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A small regression problem: inputs ``x`` (N, D) float32, a truth in (-1, 1) ``tanh(x @ w)``, and ``w``
+    (pass it back to draw a test set of the same problem)."""
+    if weights is None:
+        weights = rng.normal(size=dim) / np.sqrt(dim)
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    return x, np.tanh(x @ weights), weights

@@ -566,6 +566,47 @@ class AffWild2:
         }
 
 
+# ---- split hygiene: one name in one track's training split and another's validation split -------------------------
+
+def validation_names(ds: AffWild2, tracks: tuple[str, ...] | list[str] = tasks.TRACKS) -> dict[str, tuple[str, ...]]:
+    """``{name: tracks}``: every name the validation split of one of ``tracks`` holds, with the tracks holding it."""
+    out: dict[str, list[str]] = {}
+    for track in tracks:
+        for entry in ds.entries("validation", track):
+            out.setdefault(entry.name, []).append(track)
+    return {name: tuple(held) for name, held in out.items()}
+
+
+def held_out_of_training(ds: AffWild2, tracks: tuple[str, ...] | list[str]) -> dict[str, tuple[str, ...]]:
+    """``{name: validating tracks}`` for the training names of ``tracks`` that one of ``tracks`` validates on: a
+    training run on ``tracks`` leaves them out, or it would train on names it is scored on."""
+    held = validation_names(ds, tracks)
+    train = {e.name for track in tracks for e in ds.entries("train", track)}
+    return {name: held[name] for name in sorted(train & held.keys())}
+
+
+#: Columns of :func:`split_overlaps`.
+OVERLAP_COLUMNS: tuple[str, ...] = ("train_track", "validation_track", "name", "train_frames", "train_labels",
+                                    "validation_labels")
+
+
+def split_overlaps(table: pd.DataFrame) -> pd.DataFrame:
+    """Names in the training split of one track and the validation split of another (or of the same one), from an
+    :meth:`AffWild2.index_table`: one row per (training track, validation track, name) with the name's frames and
+    valid labels in the training file (``train_frames``, ``train_labels``) and its valid validation labels."""
+    train = table[table["split"] == "train"][["track", "name", "n_frames", "n_valid"]]
+    val = table[table["split"] == "validation"][["track", "name", "n_valid"]]
+    both = train.merge(val, on="name", suffixes=("_train", "_val"))
+    both = both.rename(columns={"track_train": "train_track", "track_val": "validation_track",
+                                "n_frames": "train_frames", "n_valid_train": "train_labels",
+                                "n_valid_val": "validation_labels"})
+    order = {t: i for i, t in enumerate(tasks.TRACKS)}
+    both = both.sort_values(["train_track", "validation_track", "name"],
+                            key=lambda c: c.map(order) if c.name != "name" else c, kind="stable")
+    return both[list(OVERLAP_COLUMNS)].reset_index(drop=True).astype(
+        {"train_frames": np.int64, "train_labels": np.int64, "validation_labels": np.int64})
+
+
 def _check_split(split: str) -> str:
     if split not in tasks.SPLITS:
         raise AbawError(f"unknown split {split!r}; choose one of {', '.join(tasks.SPLITS)}")

@@ -9,7 +9,7 @@ function of (seed, epoch), so a resumed run sees the same batches as an uninterr
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,17 +45,18 @@ def _fit(array: np.ndarray, n: int, fill: float) -> np.ndarray:
 
 
 def load_videos(ds: Any, split: str, tasks: Sequence[str], protocol: str | None = None,
-                max_videos: int | None = None) -> list[SequenceVideo]:
+                max_videos: int | None = None, exclude: Collection[str] = (),
+                only: Collection[str] | None = None) -> list[SequenceVideo]:
     """The annotation names of ``split`` for ``tasks``; for several tasks a name's labels come from each track's
-    annotation file of that name where it exists, and are invalid elsewhere."""
+    annotation file of that name where it exists, and are invalid elsewhere. ``exclude`` drops names (before
+    ``max_videos`` is applied), ``only`` keeps just those."""
     from abaw.data.affwild2 import valid_mask  # the reader (another module); imported late to keep this light
 
     proto = get_protocol(protocol)
     per_task = {task: {e.name: e for e in ds.entries(split, task)} for task in tasks}
-    names: list[str] = []
-    for task in tasks:
-        names.extend(n for n in per_task[task] if n not in names)
-    names.sort()
+    names = sorted({n for task in tasks for n in per_task[task]} - set(exclude))
+    if only is not None:
+        names = [n for n in names if n in set(only)]
     if max_videos is not None:
         names = names[:max_videos]
     videos = []
@@ -77,6 +78,51 @@ def load_videos(ds: Any, split: str, tasks: Sequence[str], protocol: str | None 
             video.valid[task] = ok
         videos.append(video)
     return videos
+
+
+@dataclass
+class LeftOut:
+    """Training names left out because a requested track validates on them (split hygiene)."""
+
+    validated_by: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> tracks validating it
+    labelled: dict[str, int] = field(default_factory=dict)  # name -> training frames with a label of any task
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.validated_by)
+
+    @property
+    def frames(self) -> int:
+        return int(sum(self.labelled.values()))
+
+    def line(self) -> str:
+        """One log line: how many names and labelled frames, and which names (with the tracks validating them)."""
+        shown = ", ".join(f"{n} ({'+'.join(t.upper() for t in self.validated_by[n])} validation, "
+                          f"{self.labelled.get(n, 0)} frames)" for n in self.names[:10])
+        more = f" and {len(self.names) - 10} more" if len(self.names) > 10 else ""
+        return (f"split hygiene: {len(self.names)} training name(s) left out because a requested track validates "
+                f"on them, {self.frames} labelled frames: {shown}{more}")
+
+    def record(self) -> dict[str, Any]:
+        """What a run folder keeps of it (``run.json``: ``split_hygiene``)."""
+        return {"left_out": self.names, "labelled_frames": self.frames,
+                "validated_by": {n: list(t) for n, t in sorted(self.validated_by.items())}}
+
+
+def training_videos(ds: Any, tasks: Sequence[str], protocol: str | None = None, max_videos: int | None = None,
+                    hygiene: bool = True) -> tuple[list[SequenceVideo], LeftOut]:
+    """The training videos of ``tasks`` without any name that one of ``tasks`` validates on (a video in one track's
+    training split and another's validation split would be trained on while it is scored), and what was left out.
+    ``hygiene=False`` keeps every name (resuming a run made before the rule)."""
+    from abaw.data.affwild2 import held_out_of_training
+
+    held = held_out_of_training(ds, list(tasks)) if hygiene else {}
+    videos = load_videos(ds, "train", tasks, protocol, max_videos, exclude=held)
+    left = LeftOut(dict(held))
+    if held:
+        for video in load_videos(ds, "train", tasks, protocol, only=held):
+            left.labelled[video.name] = int(np.any(np.stack(list(video.valid.values())), axis=0).sum())
+    return videos, left
 
 
 def load_test_videos(ds: Any, tasks: Sequence[str], protocol: str | None = None,

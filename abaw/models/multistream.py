@@ -193,7 +193,12 @@ class MultiStreamModel(nn.Module):
             return Path(self.config.pretrained_face).stem
         if stream == "audio" or not self.config.pretrained:
             return "scratch"
-        return "imagenet" if self.config.pretrained is True else Path(str(self.config.pretrained)).stem
+        if self.config.pretrained is not True:
+            return Path(str(self.config.pretrained)).stem
+        from abaw.models.backbones import weights_entry
+
+        entry = weights_entry(self._backbone_name(stream))  # e.g. vgg_face_dag: not ImageNet
+        return "imagenet" if entry is None or entry.endswith("_imagenet") else entry
 
     def input_spec(self) -> dict[str, dict[str, Any]]:
         """How the data pipeline prepares each input: size, channels, normalisation, cached feature width."""

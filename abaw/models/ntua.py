@@ -4,6 +4,11 @@ Face (112x112) + body (the person's box) + context (frame with the person blacke
 frame), each through its CNN (ResNet-50 by default; ``face_backbone=`` etc. change them, ``streams=`` the set),
 concatenated per frame (early fusion) -> LSTM, hidden 512 -> per-frame linear head (VA by default; ``tasks=("expr",)``
 for track 2). ``pretrained_face=PATH`` loads an AffectNet-pretrained face CNN (``--pretrained_affectnet``).
+
+The seed builds its LSTM bidirectional (``bidirectional=True`` in its train_affwild2.py; the head reads both
+directions, 2 x 512): the presets ``ntua_cvsp_track1/2`` say ``bidirectional: true``. The entry point's own default
+stays one-way because run folders saved before the presets said so have no such key in their config.json, and their
+checkpoints must keep loading; pass ``bidirectional=True`` when building the seed's layout from Python.
 """
 
 from __future__ import annotations

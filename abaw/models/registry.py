@@ -29,8 +29,9 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def _register_builtin_models() -> None:
-    # Importing the package registers every built-in entry point (the preset modules import this one).
-    import abaw.models  # noqa: F401
+    from abaw.models import builtin_modules
+
+    builtin_modules()
 
 
 def list_models(filter: str | Iterable[str] = "", exclude_filters: str | Iterable[str] = ()) -> list[str]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from abaw.models.multistream import MultiStreamModel, multistream_model
 from abaw.models.registry import register_model
+from abaw.models.temporal_transformer import TemporalTransformer, temporal_transformer_model
 from abaw.tasks import ENCODED_STREAMS, TRACKS
 
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -20,6 +21,9 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "demo_multistream": dict(streams=ENCODED_STREAMS, tasks=TRACKS, backbone="tiny_cnn",
                              audio_backbone="audio_cnn", fusion="early", cell_type="gru", hidden_size=64,
                              num_layers=1),
+    # Frozen per-frame CNN features -> concatenated per frame -> 2-layer pre-norm transformer encoder (width 64).
+    "temporal_transformer": dict(streams=("face",), tasks=TRACKS, backbone="tiny_cnn", freeze_cnn=True, hidden_size=64,
+                                 num_layers=2, heads=4, dropout=0.1),
 }
 
 
@@ -40,3 +44,8 @@ def demo_face(**kwargs: Any) -> MultiStreamModel:
 @register_model
 def demo_multistream(**kwargs: Any) -> MultiStreamModel:
     return _model("demo_multistream", kwargs)
+
+
+@register_model
+def temporal_transformer(**kwargs: Any) -> TemporalTransformer:
+    return temporal_transformer_model("temporal_transformer", MODEL_DEFAULTS["temporal_transformer"], kwargs)

@@ -20,7 +20,7 @@ from abaw import inference, tasks
 from abaw.data.affwild2 import AffWild2, VideoEntry, dataset_fingerprint, valid_mask
 from abaw.errors import AbawError
 from abaw.fileio import write_json
-from abaw.results import validate_submission, write_result_folder
+from abaw.results import split_format, validate_submission, write_result_folder, write_results
 from abaw.runs import outputs as runio
 from abaw.runs.folder import record_run, removed_on_failure
 from abaw.runs.info import new_run_info, read_json, write_run_info
@@ -113,7 +113,8 @@ def run_track(ds: AffWild2, track: str, out_dir: str | Path, fingerprint: str | 
         test_file = ds.root / "test_set" / f"{track}.txt"
         if test_file.is_file():
             test_entries = [e for e in ds.test_entries(track) if e.video_path is not None]
-            write_result_folder(run_dir / "results" / "test", track, _result_preds(test_entries, decision), proto)
+            write_results(run_dir / "results" / "test", track, _result_preds(test_entries, decision), proto,
+                          split_format("test", proto))
 
         write_json(run_dir / "scores.json", {"split": "validation", "protocol": proto.name, "tracks": {track: scores}})
         write_run_info(run_dir, info.updated(status="finished"))

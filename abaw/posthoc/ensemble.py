@@ -27,6 +27,7 @@ from abaw.posthoc.thresholds import ThresholdResult, tune_thresholds_cv
 from abaw.runs.folder import finish_run, removed_on_failure
 from abaw.runs.info import config_hash, new_run_info, read_json, write_run_info
 from abaw.runs.outputs import (
+    Run,
     grouped_folds,
     labels_for_rows,
     load_labels,
@@ -214,6 +215,48 @@ def _applied(summary: dict[str, Any], gain: float) -> dict[str, Any]:
 # ---- ensemble runs -------------------------------------------------------------------------------------------
 
 
+def trained_names(run: Run, ds: Any, _depth: int = 0) -> set[str]:
+    """The names whose labels trained ``run``: a training run's training names (without the ones its split hygiene
+    left out, when its ``run.json`` says it applied it), a temporal run's source's, an ensemble's members'."""
+    from abaw.data.affwild2 import held_out_of_training
+
+    sources = run.config.get("members") or ([run.config["source_dir"]] if run.config.get("source_dir") else [])
+    if run.info.kind in ("temporal", "ensemble"):
+        found: set[str] = set()
+        for source in sources:
+            if _depth < 8 and Path(source).is_dir() and (Path(source) / "run.json").is_file():
+                found |= trained_names(load_run(source), ds, _depth + 1)
+        return found
+    tracks = [t for t in run.info.tracks if t in tasks.TRACKS]
+    names = {e.name for t in tracks for e in ds.entries("train", t)}
+    if "split_hygiene" in run.info.extra:
+        names -= set(held_out_of_training(ds, tracks))
+    return names
+
+
+def _leave_out_trained(runs: list[Run], labels: dict[str, np.ndarray], track: str, data_root: str | Path,
+                       protocol: str) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
+    """Drop the validation names a member trained on (a name in one track's training split and this track's
+    validation split, trained on by a multi-task member made before split hygiene): the fusion is neither fitted nor
+    scored on them. Returns the kept labels and what was left out (None when nothing was)."""
+    from abaw.data.affwild2 import AffWild2
+
+    ds = AffWild2(data_root, protocol=protocol)
+    by_run = {r.run_id: sorted(trained_names(r, ds) & set(labels)) for r in runs}
+    left = sorted({n for names in by_run.values() for n in names})
+    if not left:
+        return labels, None
+    frames = int(sum(tasks.valid_mask(track, labels[n]).sum() for n in left))
+    if len(left) == len(labels):
+        raise AbawError(f"every {track.upper()} validation name was trained on by a member "
+                        f"({', '.join(r for r, n in by_run.items() if n)}): nothing left to fuse on",
+                        path=runs[0].path)
+    log.info("split hygiene: the ensemble leaves out %d %s validation name(s) that a member trained on, %d labelled "
+             "frames: %s", len(left), track.upper(), frames, ", ".join(left[:10]) + (" ..." if len(left) > 10 else ""))
+    return ({n: v for n, v in labels.items() if n not in set(left)},
+            {"left_out": left, "labelled_frames": frames, "trained_by": {r: n for r, n in by_run.items() if n}})
+
+
 @dataclass
 class EnsembleReport:
     run_dir: Path
@@ -256,6 +299,9 @@ def ensemble_runs(run_dirs: list[str | Path], track: str, method: str = "mean", 
         raise AbawError(f"run {runs[0].run_id} records no data root; pass --data-root", path=runs[0].path)
     columns = track_columns(track, protocol)
     labels = load_labels(data_root, split, track, protocol)
+    hygiene = None
+    if split == "validation":
+        labels, hygiene = _leave_out_trained(runs, labels, track, data_root, protocol)
     keys, values = stack_runs(runs, split, columns, names=set(labels))
     if not len(keys):
         raise AbawError(f"no predicted frame of run {runs[0].run_id} belongs to a {track.upper()} {split} video",
@@ -301,6 +347,10 @@ def ensemble_runs(run_dirs: list[str | Path], track: str, method: str = "mean", 
         write_json(run_dir / "config.json", config)
         info = new_run_info(run_id, "ensemble", config, data_root=data_root, protocol=protocol, tracks=[track],
                             model=f"ensemble_{method}", members=ids)
+        # validation videos fitted something: tuned weights, a stacker, smoothing, thresholds, or a member's own fit
+        info.extra["fit_uses_validation"] = bool(
+            method != "mean" or smoothing is not None or thresholds is not None
+            or any(r.info.extra.get("fit_uses_validation") for r in runs))
         write_run_info(run_dir, info)
         write_predictions(run_dir, split, keys, dict(zip(columns, final.T, strict=True)))
         write_results(run_dir, split, track, keys, final, {n: len(v) for n, v in labels.items()}, protocol, thr)
@@ -314,7 +364,7 @@ def ensemble_runs(run_dirs: list[str | Path], track: str, method: str = "mean", 
             "smoothing": _applied(smoothing.summary(), smoothing.gain) if smoothing else None,
             "thresholds": _applied(thresholds.summary(track_columns("au", protocol)),
                                    thresholds.cv_score - thresholds.default_score) if thresholds else None,
-            "skipped": skipped,
+            "skipped": skipped, "split_hygiene": hygiene,
         }
         seconds = time.perf_counter() - t0
         finish_run(run_dir, info, {"split": split, "protocol": protocol, "tracks": {track: final_scores},

@@ -1,11 +1,13 @@
 """The runs database: one SQLite file recording every finished run and its validation scores.
 
 ``record_run(run_dir)`` reads a run folder (docs/design.md section 5: ``run.json``, ``config.json``,
-``scores.json``) and upserts one row per run and one score row per track it scores. Several processes may record at
+``scores.json``, and ``scores_test.json`` when the run's test result files were scored against held-out labels) and
+upserts one row per run and one score row per (track, split) it scores. Several processes may record at
 once: the database is in WAL mode with a busy timeout, and every write is one ``BEGIN IMMEDIATE`` transaction, so a
 killed writer leaves either the whole record or none of it. ``query_entries`` is the read side used by the
 leaderboard. The ``config_hash`` column is :func:`abaw.runs.info.config_hash` of the run's ``config.json``, for every
-run kind.
+run kind; ``group_hash`` is the same without the seed (:func:`abaw.runs.seeds.group_hash`), which groups the seeds of
+one config, and ``seed`` the seed itself.
 """
 
 from __future__ import annotations
@@ -21,11 +23,16 @@ from typing import Any
 
 from abaw.errors import AbawError
 from abaw.runs.info import config_hash, float_or_none, now, read_json, read_run_info
+from abaw.runs.seeds import config_seed, group_hash
 
 DEFAULT_DB = Path("runs") / "abaw.sqlite"
 DB_ENV = "ABAW_DB"
 BUSY_TIMEOUT_SECONDS = 60.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The held-out split whose scores the leaderboard shows next to the validation score, and the run folder's file of
+#: them (written by ``abaw score --split test --labels DIR --run RUN_DIR``; the shape of ``scores.json``).
+TEST_SPLIT = "test"
+SPLIT_SCORE_FILES: dict[str, str] = {TEST_SPLIT: "scores_test.json"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -46,7 +53,10 @@ CREATE TABLE IF NOT EXISTS runs (
     train_seconds REAL,
     status TEXT,
     members TEXT NOT NULL,
-    run_dir TEXT NOT NULL
+    run_dir TEXT NOT NULL,
+    seed INTEGER,
+    group_hash TEXT,
+    fit_uses_validation INTEGER
 );
 CREATE TABLE IF NOT EXISTS scores (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -59,6 +69,9 @@ CREATE TABLE IF NOT EXISTS scores (
 );
 CREATE INDEX IF NOT EXISTS scores_by_track ON scores(track, protocol, split);
 """
+#: Columns added after schema version 1, with their SQL type: a version 1 database gets them on its first write, and
+#: a reader of one sees them as NULL.
+_ADDED_COLUMNS: dict[str, str] = {"seed": "INTEGER", "group_hash": "TEXT", "fit_uses_validation": "INTEGER"}
 
 #: Columns holding JSON text, decoded in an Entry.
 _JSON_COLUMNS: tuple[str, ...] = ("components", "config_json", "tracks", "streams", "members")
@@ -66,7 +79,8 @@ _JSON_COLUMNS: tuple[str, ...] = ("components", "config_json", "tracks", "stream
 
 @dataclass
 class Entry:
-    """One ranked leaderboard entry: a run's validation score on one track."""
+    """One ranked leaderboard entry: a run's score on one track and split (validation by default), with its score
+    on the held-out test split when that was scored (``test_score``, ``test_components``)."""
 
     run_id: str
     track: str
@@ -89,6 +103,12 @@ class Entry:
     status: str | None
     members: list[str] = field(default_factory=list)
     run_dir: str = ""
+    seed: int | None = None
+    group_hash: str | None = None
+    #: True when the run's post-hoc fit (temporal, ensemble) used validation videos; None when run.json does not say.
+    fit_uses_validation: bool | None = None
+    test_score: float | None = None
+    test_components: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -166,6 +186,10 @@ def connect(db_path: str | Path | None = None, create: bool = True) -> Iterator[
             with _transaction(conn):
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
+                present = _columns(conn, "runs")
+                for column, kind in _ADDED_COLUMNS.items():  # a version 1 database
+                    if column not in present:
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         yield conn
     except sqlite3.DatabaseError as exc:
@@ -174,6 +198,10 @@ def connect(db_path: str | Path | None = None, create: bool = True) -> Iterator[
         raise AbawError(f"runs database error: {exc}", path=path) from exc
     finally:
         conn.close()
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
 @contextlib.contextmanager
@@ -187,8 +215,34 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _run_row(run_dir: Path) -> tuple[dict[str, Any], list[tuple[str, str, str | None, float | None, str]]]:
-    """Read a run folder into the ``runs`` row and its ``scores`` rows."""
+ScoreRow = tuple[str, str, str | None, float | None, str]
+
+
+def _score_rows(path: Path, default_split: str, protocol: str | None) -> list[ScoreRow]:
+    """The ``scores`` rows of one scores file (``scores.json`` or ``scores_<split>.json``); none when it is absent."""
+    scores = (read_json(path) if path.is_file() else None) or {}
+    if not isinstance(scores, dict):
+        raise AbawError(f"{path.name} must hold a JSON object", path=path)
+    split = str(scores.get("split") or default_split)
+    tracks = scores.get("tracks") or {}
+    if not isinstance(tracks, dict):
+        raise AbawError(f"{path.name}: 'tracks' must map each track to its scores", path=path)
+    rows = []
+    for track, result in tracks.items():
+        if not isinstance(result, dict):
+            raise AbawError(f"{path.name}: track {track!r} must hold a JSON object", path=path)
+        components = {k: v for k, v in result.items() if k != "score"}
+        rows.append((str(track), split, scores.get("protocol") or protocol, float_or_none(result.get("score")),
+                     json.dumps(components, sort_keys=True, default=str)))
+    return rows
+
+
+def _fit_uses_validation(value: Any) -> int | None:
+    return None if value is None else int(bool(value))
+
+
+def _run_row(run_dir: Path) -> tuple[dict[str, Any], list[ScoreRow]]:
+    """Read a run folder into the ``runs`` row and its ``scores`` rows (validation, then the held-out splits)."""
     info = read_run_info(run_dir)
     config_path, scores_path = run_dir / "config.json", run_dir / "scores.json"
     config = read_json(config_path) if config_path.is_file() else {}
@@ -216,18 +270,16 @@ def _run_row(run_dir: Path) -> tuple[dict[str, Any], list[tuple[str, str, str | 
         "status": info.status,
         "members": json.dumps(info.members or []),
         "run_dir": str(run_dir.resolve()),
+        "seed": config_seed(config),
+        "group_hash": None,
+        "fit_uses_validation": _fit_uses_validation(info.extra.get("fit_uses_validation")),
     }
-    split = str(scores.get("split") or "validation")
-    score_rows = []
-    tracks = scores.get("tracks") or {}
-    if not isinstance(tracks, dict):
-        raise AbawError("scores.json: 'tracks' must map each track to its scores", path=scores_path)
-    for track, result in tracks.items():
-        if not isinstance(result, dict):
-            raise AbawError(f"scores.json: track {track!r} must hold a JSON object", path=scores_path)
-        components = {k: v for k, v in result.items() if k != "score"}
-        score_rows.append((str(track), split, scores.get("protocol") or protocol, float_or_none(result.get("score")),
-                           json.dumps(components, sort_keys=True, default=str)))
+    row["group_hash"] = group_hash(config) if config_path.is_file() else row["config_hash"]
+    score_rows = _score_rows(scores_path, "validation", protocol)
+    for split, name in SPLIT_SCORE_FILES.items():
+        seen = {(r[0], r[1]) for r in score_rows}
+        # a file saying another split, or a track scores.json already holds for it, does not shadow those rows
+        score_rows += [r for r in _score_rows(run_dir / name, split, protocol) if r[1] == split and r[:2] not in seen]
     return row, score_rows
 
 
@@ -279,15 +331,22 @@ def query_entries(db_path: str | Path | None = None, track: str | None = None, p
     if dataset is not None:
         where.append("(r.dataset_fingerprint LIKE ? ESCAPE '\\' OR r.data_root = ?)")
         params += [dataset.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%", dataset]
-    sql = ("SELECT s.run_id, s.track, s.split, s.protocol, s.score, s.components, r.kind, r.created, r.git_commit, "
-           "r.config_json, r.config_hash, r.data_root, r.dataset_fingerprint, r.tracks, r.streams, r.model, "
-           "r.n_params, r.train_seconds, r.status, r.members, r.run_dir "
-           "FROM scores s JOIN runs r ON r.run_id = s.run_id")
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY s.track, s.run_id"
     with connect(db_path, create=False) as conn:
-        rows = conn.execute(sql, params).fetchall()
+        present = _columns(conn, "runs")
+        # a version 1 database (read-only here, so not migrated) has NULL for the later columns
+        added = ", ".join(f"r.{c}" if c in present else f"NULL AS {c}" for c in _ADDED_COLUMNS)
+        test = split != TEST_SPLIT  # the held-out split's score of the same run and track, when it was scored
+        sql = ("SELECT s.run_id, s.track, s.split, s.protocol, s.score, s.components, r.kind, r.created, "
+               "r.git_commit, r.config_json, r.config_hash, r.data_root, r.dataset_fingerprint, r.tracks, r.streams, "
+               f"r.model, r.n_params, r.train_seconds, r.status, r.members, r.run_dir, {added}, "
+               + ("t.score AS test_score, t.components AS test_components " if test else
+                  "NULL AS test_score, NULL AS test_components ")
+               + "FROM scores s JOIN runs r ON r.run_id = s.run_id"
+               + (" LEFT JOIN scores t ON t.run_id = s.run_id AND t.track = s.track AND t.split = ?" if test else ""))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY s.track, s.run_id"
+        rows = conn.execute(sql, ([TEST_SPLIT] if test else []) + params).fetchall()
     return [_entry(row) for row in rows]
 
 
@@ -296,6 +355,10 @@ def _entry(row: sqlite3.Row) -> Entry:
     for column in _JSON_COLUMNS:
         values[column] = json.loads(values[column])
     values["config"] = values.pop("config_json")
+    if values["test_components"] is not None:
+        values["test_components"] = json.loads(values["test_components"])
+    if values["fit_uses_validation"] is not None:
+        values["fit_uses_validation"] = bool(values["fit_uses_validation"])
     return Entry(**values)
 
 

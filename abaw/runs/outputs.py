@@ -247,8 +247,10 @@ def write_predictions(run_dir: Path, split: str, keys: pd.DataFrame, columns: di
 
 def write_results(run_dir: Path, split: str, track: str, keys: pd.DataFrame, values: np.ndarray,
                   n_frames: dict[str, int], protocol: str, thresholds: np.ndarray | float = 0.5) -> Path:
-    """Result files of one track under ``results/<split>/`` (``abaw.results.write_result_folder``)."""
-    from abaw.results import write_result_folder
+    """Result files of one track under ``results/<split>/`` (``abaw.results.write_results``: the test split in the
+    protocol's format, the other splits as folders)."""
+    from abaw.results import split_format
+    from abaw.results import write_results as write_files
 
     decoded = decide(track, values, thresholds)
     decoded = decoded.reshape(len(decoded), -1).astype(np.float64)
@@ -262,5 +264,5 @@ def write_results(run_dir: Path, split: str, track: str, keys: pd.DataFrame, val
         arr[frames[rows] - 1] = decoded[rows]
         preds[str(name)] = arr
     out = run_dir / "results" / split
-    write_result_folder(out, track, preds, protocol)
+    write_files(out, track, preds, protocol, split_format(split, protocol))
     return out

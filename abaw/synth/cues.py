@@ -175,10 +175,14 @@ def stream_correlations(root: Path) -> dict:
 
 
 def measure_cues(root: str | Path) -> dict:
-    """Both probes on a data root: ``{"face": {...}, "streams": {...}}``."""
+    """Every probe on a data root: ``{"face": {...}, "streams": {...}, "stats": {...}, "features": {...}}`` (the
+    last two from :mod:`abaw.synth.probes`: per-stream ceilings per frame and over a second)."""
     from sklearn.exceptions import ConvergenceWarning
+
+    from abaw.synth.probes import feature_probes, stat_probes
 
     root = Path(root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return {"face": face_probes(root), "streams": stream_correlations(root)}
+        return {"face": face_probes(root), "streams": stream_correlations(root), "stats": stat_probes(root),
+                "features": feature_probes(root)}

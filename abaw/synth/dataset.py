@@ -1,5 +1,6 @@
 """``generate``: plan a synthetic Aff-Wild2 (videos, two-person videos, splits and tracks per video), render the
-videos (in parallel worker processes when large), and write the annotations in the chosen layout."""
+videos (in parallel worker processes when large), and write the annotations in the chosen layout; the test names'
+labels go to a separate root, ``<out>/test_labels/``, that training and evaluation never read."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from abaw import tasks
 from abaw.errors import AbawError
 from abaw.fileio import write_json, write_text
 from abaw.synth.defaults import DEFAULTS
+from abaw.synth.params import Cues, make_cues
 from abaw.synth.render import PersonLabels, VideoSpec, names_for, render_video
 from abaw.synth.writer import write_annotation, write_mtl
 from abaw.tasks import (
@@ -32,9 +34,13 @@ from abaw.tasks import (
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "synth.json"
+#: The hidden test split's labels: ``<out>/test_labels/annotations/<track dir>/Test_Set/<name>.txt``, the data root's
+#: layout (same track folders and headers) under a label root of their own, read only by
+#: ``abaw score --split test --labels <out>/test_labels``.
+TEST_LABELS_DIR = "test_labels"
 #: Folders the generator owns inside its output, and folders later stages derive from them (prepare, extract): all
 #: cleared when regenerating over an earlier synthetic set, since new videos make the derived data stale.
-OWNED = (VIDEOS_DIR, CROPS_DIR, ANNOTATIONS_DIR, BOXES_DIR, TEST_SET_DIR)
+OWNED = (VIDEOS_DIR, CROPS_DIR, ANNOTATIONS_DIR, BOXES_DIR, TEST_SET_DIR, TEST_LABELS_DIR)
 DERIVED = (PREPARED_DIR, FEATURES_DIR)
 
 
@@ -83,6 +89,12 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def test_labels_path(out: Path, track: str, name: str, protocol: tasks.Protocol) -> Path:
+    """Where the generator writes a test name's labels (never read by training or evaluation)."""
+    return (out / TEST_LABELS_DIR / ANNOTATIONS_DIR / protocol.annotation_dir(track) / tasks.TEST_SPLIT_DIR
+            / f"{name}.txt")
+
+
 def track_labels(track: str, person: PersonLabels, protocol: tasks.Protocol) -> np.ndarray:
     """The annotation of one name for one track, with the invalid markers of frames without face or label."""
     invalid = ~person.face | person.missing[track]
@@ -101,13 +113,16 @@ def track_labels(track: str, person: PersonLabels, protocol: tasks.Protocol) -> 
 
 def generate(out: str | Path, videos: int = DEFAULTS["videos"], frames: int = DEFAULTS["frames"], seed: int = 0,
              layout: str = "abaw2021", fps: float = DEFAULTS["fps"], size: tuple[int, int] = DEFAULTS["size"],
-             workers: int | None = None, overwrite: bool = False) -> dict:
+             workers: int | None = None, overwrite: bool = False, cues: Cues | dict | None = None) -> dict:
     """Write a synthetic Aff-Wild2 to ``out`` in the real layout (docs/design.md section 1); returns a summary.
 
     ``layout`` is ``abaw2021`` (7 expressions, ``VA_Set`` ...) or ``abaw2022`` (8 expressions with Other, the
     challenge folder names and the multi-task CSV). ``size`` is (width, height), both even. ``workers`` processes
-    render videos in parallel (default: 2 for large sets, 1 for small ones).
+    render videos in parallel (default: 2 for large sets, 1 for small ones). ``cues`` sets the strength of each
+    stream's cues (:class:`abaw.synth.params.Cues`, or a dict of its fields). The test names' labels are written
+    under ``out/test_labels/`` (:func:`test_labels_path`).
     """
+    cues = make_cues(cues)
     if layout not in tasks.LAYOUTS:
         raise AbawError(f"unknown layout {layout!r}; choose one of {', '.join(tasks.LAYOUTS)}")
     width, height = int(size[0]), int(size[1])
@@ -136,7 +151,8 @@ def generate(out: str | Path, videos: int = DEFAULTS["videos"], frames: int = DE
     # guarantee frames without a face in both labelled splits, even for tiny sets
     force = {min(i for i in labelled if split[i] == s) for s in ("train", "validation") if s in split}
     specs = [VideoSpec(video=_video_name(i, fps, width, height), seed=(seed, i), frames=frames, fps=fps, width=width,
-                       height=height, two_person=i in two, force_noface=i in force) for i in range(videos)]
+                       height=height, two_person=i in two, force_noface=i in force, cues=cues)
+             for i in range(videos)]
     for s in specs:
         s.names = names_for(s.video, s.two_person)
 
@@ -158,6 +174,8 @@ def generate(out: str | Path, videos: int = DEFAULTS["videos"], frames: int = DE
                 for t in sorted(member[i]):
                     test_names[t].append(person.name)
                     counts[t]["test"] += 1
+                    write_annotation(test_labels_path(out, t, person.name, protocol), t,
+                                     track_labels(t, person, protocol), protocol)
                 continue
             per_track = {}
             for t in tasks.TRACKS:
@@ -193,6 +211,7 @@ def generate(out: str | Path, videos: int = DEFAULTS["videos"], frames: int = DE
         "splits": {specs[i].video: split[i] for i in range(videos)},
         "tracks": {specs[i].video: sorted(member[i]) for i in range(videos)},
         "annotation_files": counts, "valid_label_frames": frames_valid,
+        "test_labels": str(out / TEST_LABELS_DIR), "cues": cues.to_dict(),
         "seconds": round(time.perf_counter() - started, 2),
     }
     write_json(out / SUMMARY_FILE, summary)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
+from abaw.synth.params import Cues
 from abaw.tasks import AU_NAMES_12, EXPR_CLASSES_8
 
 HIDDEN: tuple[str, ...] = ("AU5", "AU9", "AU20", "AU14R", "blink", "speech")
@@ -68,7 +69,8 @@ class AffectTrack:
 
     state: np.ndarray  # (n,) int, index into STATES (the driving state, before smoothing)
     weights: np.ndarray  # (n, n_states) smoothed state weights times intensity
-    actions: np.ndarray  # (n, n_channels) action intensities in [0, 1]
+    actions: np.ndarray  # (n, n_channels) action intensities in [0, 1] (what the labels follow)
+    shown: np.ndarray  # (n, n_channels) what the face shows in each frame: actions + per-frame jitter
     va: np.ndarray  # (n, 2) valence, arousal in [-1, 1]
     expr: np.ndarray  # (n,) int index into STATES, read back from the action pattern
     au: np.ndarray  # (n, 12) int 0/1
@@ -125,16 +127,18 @@ def blinks(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
     return out
 
 
-def speech_activity(rng: np.random.Generator, arousal: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+def speech_activity(rng: np.random.Generator, arousal: np.ndarray, fps: float, talk: float = 0.5
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Talking: (voiced envelope (n,) in [0, 1] at syllable rate, talking turn mask (n,) bool).
 
-    Turns of 1-4 s; an aroused person takes more and longer turns."""
+    Turns of 1-4 s; an aroused person takes more and longer turns; ``talk`` is about the fraction of turns spoken
+    at middling arousal (the rest is silence)."""
     n = len(arousal)
     talking = np.zeros(n, dtype=bool)
     t = 0
     while t < n:
         energy = float(np.clip((arousal[t] + 1.0) / 2.0, 0.0, 1.0))
-        speaking = bool(rng.random() < 0.25 + 0.6 * energy)
+        speaking = bool(rng.random() < min(0.95, talk * (0.4 + 1.2 * energy)))
         dur = int(rng.uniform(1.0, 2.5 + 2.0 * energy * speaking) * fps)
         talking[t:t + dur] = speaking
         t += max(dur, 1)
@@ -161,8 +165,9 @@ def read_expression(actions: np.ndarray, protos: np.ndarray) -> np.ndarray:
     return best
 
 
-def simulate_person(rng: np.random.Generator, n: int, fps: float) -> AffectTrack:
-    """Simulate one person's affect over ``n`` frames at ``fps``."""
+def simulate_person(rng: np.random.Generator, n: int, fps: float, cues: Cues | None = None) -> AffectTrack:
+    """Simulate one person's affect over ``n`` frames at ``fps`` with the cue strengths ``cues``."""
+    cues = cues or Cues()
     protos = prototype_matrix()
     state, peak = state_sequence(rng, n, fps)
     target = np.zeros((n, len(STATES)))
@@ -176,9 +181,11 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float) -> AffectTrack
     mood = rng.normal(0.0, [0.12, 0.15])
     va = weights @ pos + mood
     va += ou_process(rng, n, 3.0 * fps, 0.12, 2) + ou_process(rng, n, 0.3 * fps, 0.03, 2)
+    # arousal the face does not show (body and voice do): a slow activation of its own
+    va[:, 1] += ou_process(rng, n, 2.0 * fps, cues.arousal_hidden)[:, 0]
     va = np.clip(va, -0.98, 0.98)
 
-    env, _ = speech_activity(rng, va[:, 1], fps)
+    env, _ = speech_activity(rng, va[:, 1], fps, cues.talk)
     actions[:, CH["speech"]] = env
     actions[:, CH["AU25"]] += 0.3 * env  # talking parts the lips, rarely past the label threshold
     actions[:, CH["AU26"]] += 0.1 * env
@@ -187,4 +194,9 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float) -> AffectTrack
 
     au = (actions[:, :N_LABELLED] > AU_THRESHOLD).astype(np.int64)
     expr = read_expression(actions, protos)
-    return AffectTrack(state=state, weights=weights, actions=actions, va=va, expr=expr, au=au)
+    # each frame shows the actions with independent jitter (blinks and speech excepted): one frame is a noisy view,
+    # a few frames together are not
+    shown = actions.copy()
+    jitter = rng.standard_normal((n, CH["blink"])) * cues.face_noise
+    shown[:, : CH["blink"]] = np.clip(actions[:, : CH["blink"]] + jitter, 0.0, 1.0)
+    return AffectTrack(state=state, weights=weights, actions=actions, shown=shown, va=va, expr=expr, au=au)

@@ -14,7 +14,9 @@ from abaw import tasks
 from abaw.synth import audio as audio_mod
 from abaw.synth.face import Identity, Pose, draw_face, random_identity
 from abaw.synth.latent import CH, AffectTrack, low_pass, simulate_person
+from abaw.synth.params import Cues
 from abaw.synth.scene import (
+    add_glow,
     clip_box,
     draw_body,
     draw_occluder,
@@ -47,6 +49,7 @@ class VideoSpec:
     two_person: bool = False
     force_noface: bool = False
     names: list[str] = field(default_factory=list)
+    cues: Cues = field(default_factory=Cues)
 
 
 @dataclass
@@ -97,7 +100,8 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
     n, fps, w, h = spec.frames, spec.fps, spec.width, spec.height
     names = names_for(spec.video, spec.two_person)
     n_people = len(names)
-    tracks: list[AffectTrack] = [simulate_person(rng, n, fps) for _ in range(n_people)]
+    cues = spec.cues
+    tracks: list[AffectTrack] = [simulate_person(rng, n, fps, cues) for _ in range(n_people)]
     idents = [random_identity(rng) for _ in range(n_people)]
     room = random_room(rng, w, h)
     if n_people == 1:
@@ -107,18 +111,24 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
         centres = [(w * 0.28, h * rng.uniform(0.32, 0.42)), (w * 0.72, h * rng.uniform(0.32, 0.42))]
         scales = [w * rng.uniform(0.075, 0.095)] * 2
     motions = [simulate_motion(rng, n, fps, tracks[p].va[:, 1], *centres[p], scales[p], w,
-                               allow_exit=n_people == 1, force_noface=spec.force_noface and p == 0)
+                               allow_exit=n_people == 1, force_noface=spec.force_noface and p == 0,
+                               gain=cues.body_arousal)
                for p in range(n_people)]
+    room = add_glow(rng, room, [c[0] / w for c in centres])
     occ_colour = [rng.uniform(30, 230, 3) for _ in range(n_people)]
     occ_left = [bool(rng.random() < 0.5) for _ in range(n_people)]
     gain = rng.uniform(0.75, 1.2) * np.exp(0.05 * np.sin(np.arange(n) / fps * rng.uniform(0.2, 1.0) * 2 * np.pi))
     light = light_map(rng, w, h)
     base_blur = float(rng.choice([0.0, 0.0, 0.0, 1.0, 1.5]))
     noise = noise_planes(rng, w, h, float(rng.uniform(0.5, 4)))
-    # the room's weak valence cue: a warm, brighter tint when the people feel good
-    valence_cue = low_pass(np.mean([t.va[:, 0] for t in tracks], axis=0), 1.0 * fps)
+    # the room's weak, slow valence cue: a warmer light when the people feel good (valence smoothed over seconds,
+    # plus an offset of this room)
+    slow = low_pass(np.mean([t.va[:, 0] for t in tracks], axis=0), cues.context_seconds * fps)
+    valence_cue = np.clip(cues.context_valence * slow / 0.6 + rng.normal(0.0, cues.context_offset), -1.5, 1.5)
+    jitter_rng = np.random.default_rng([*spec.seed, 1])  # per-frame alignment jitter (a noisy detector)
 
-    voices = [audio_mod.voice(rng, tracks[p].va, tracks[p].actions[:, CH["speech"]], idents[p].f0, fps)
+    voices = [audio_mod.voice(rng, tracks[p].va, tracks[p].actions[:, CH["speech"]], idents[p].f0, fps,
+                              arousal_gain=cues.audio_arousal, valence_gain=cues.audio_valence)
               for p in range(n_people)]
     samples = audio_mod.mix(rng, voices)
 
@@ -136,8 +146,7 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
     writer = VideoWriter(root / tasks.VIDEOS_DIR / f"{spec.video}.mp4", w, h, fps, audio_mod.SAMPLE_RATE)
     try:
         for i in range(n):
-            img = room.base + room.warm * float(valence_cue[i]) + 10.0 * float(valence_cue[i])
-            img = np.clip(img, 0, 255).astype(np.uint8)
+            img = room.frame(float(valence_cue[i]))
             renders = []
             for p in range(n_people):
                 pose = motions[p].poses[i]
@@ -147,8 +156,11 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
                     renders.append(None)
                     prev = person
                 else:
-                    fr = draw_face(img, tracks[p].actions[i], idents[p], pose)
+                    fr = draw_face(img, tracks[p].shown[i], idents[p], pose)
                     draw_occluder(img, fr.box, float(motions[p].occlusion[i]), occ_colour[p], occ_left[p])
+                    if jitter_rng.random() < cues.face_occlusion:  # a hand across the face for one frame
+                        draw_occluder(img, fr.box, float(jitter_rng.uniform(0.25, 0.5)), idents[p].skin * 0.85,
+                                      bool(jitter_rng.random() < 0.5))
                     renders.append(fr)
                     prev = np.array([min(person[0], fr.box[0]), min(person[1], fr.box[1] - 0.3 * pose.scale),
                                      0.0, 0.0])
@@ -180,7 +192,9 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
                 cols["face_score"][row] = 1.0
                 for k in range(5):
                     cols[f"lm{k}_x"][row], cols[f"lm{k}_y"][row] = fr.landmarks5[k]
-                write_image(crop_dirs[p] / tasks.CROP_PATTERN.format(i + 1), align_face(frame, fr.landmarks5))
+                eye = float(np.linalg.norm(fr.landmarks5[1] - fr.landmarks5[0]))
+                seen = fr.landmarks5 + jitter_rng.normal(0.0, cues.align_jitter * max(eye, 1.0), (5, 2))
+                write_image(crop_dirs[p] / tasks.CROP_PATTERN.format(i + 1), align_face(frame, seen))
         writer.close(samples)
     except BaseException:
         writer.abort()

@@ -1,5 +1,5 @@
-"""Everything around the face: the room behind (a weak valence cue), the body (moves more and opens up with
-arousal), head motion, lighting, occluders and blur."""
+"""Everything around the face: the room behind (a weak, slow valence cue: the colour of a window or lamp), the body
+(moves more and opens up with arousal), head motion, lighting, occluders and blur."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import numpy as np
 from abaw.synth.face import LINE, Identity, Pose, _col
 from abaw.synth.latent import low_pass, ou_process
 
+#: The scene cue's colours (BGR) at low and high valence: a cold bluish and a warm golden light.
+COLD = np.array([185.0, 125.0, 80.0], dtype=np.float32)
+WARM = np.array([60.0, 165.0, 235.0], dtype=np.float32)
+
 
 @dataclass
 class Room:
@@ -18,6 +22,36 @@ class Room:
 
     base: np.ndarray  # (H, W, 3) float32 BGR
     warm: np.ndarray  # (3,) BGR direction of a "warm" tint
+    glow: np.ndarray | None = None  # (H, W, 1) float32 in [0, 1]: where the scene's valence light shows
+
+    def frame(self, cue: float, amount: float = 1.0) -> np.ndarray:
+        """The background (H, W, 3) uint8 for a valence cue in [-1, 1]: a light whose colour goes from cold to warm
+        (the same colours in every room, so the cue means the same everywhere), and a slight warm tint overall."""
+        t = float(np.clip(0.5 + 0.5 * cue, 0.0, 1.0))
+        img = self.base + amount * (self.warm * cue + 6.0 * cue)
+        if self.glow is not None and amount > 0:
+            colour = COLD * (1.0 - t) + WARM * t
+            img = img + self.glow * (colour - img)
+        return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def add_glow(rng: np.random.Generator, room: Room, person_xs: list[float]) -> Room:
+    """A window or lamp in the upper part of the frame, away from the people (``person_xs``: their centres as
+    fractions of the width), covering about a tenth of the frame."""
+    h, w = room.base.shape[:2]
+    gw, gh = int(w * rng.uniform(0.2, 0.26)), int(h * rng.uniform(0.36, 0.48))
+    gaps = np.array([0.0] + sorted(person_xs) + [1.0])
+    k = int(np.argmax(np.diff(gaps)))  # the widest gap between people (or the frame's edges)
+    centre = 0.5 * (gaps[k] + gaps[k + 1]) * w + rng.uniform(-0.03, 0.03) * w
+    if len(person_xs) == 1:  # one person in the middle: the window sits near the side
+        centre = (0.12 if person_xs[0] > 0.5 else 0.88) * w + rng.uniform(-0.03, 0.03) * w
+    x0 = int(np.clip(centre - gw / 2, 0, w - gw))
+    y0 = int(h * rng.uniform(0.03, 0.12))
+    glow = np.zeros((h, w, 1), dtype=np.float32)
+    glow[y0:y0 + gh, x0:x0 + gw] = 1.0
+    glow = cv2.GaussianBlur(glow, (0, 0), max(1.0, 0.01 * w))[:, :, None] * 0.9
+    room.glow = glow
+    return room
 
 
 def random_room(rng: np.random.Generator, width: int, height: int) -> Room:
@@ -47,12 +81,14 @@ class Motion:
 
 
 def simulate_motion(rng: np.random.Generator, n: int, fps: float, arousal: np.ndarray, cx: float, cy: float,
-                    scale: float, width: int, allow_exit: bool = True, force_noface: bool = False) -> Motion:
-    """Head pose and body motion; activity grows with arousal (energy = arousal mapped to [0, 1]).
+                    scale: float, width: int, allow_exit: bool = True, force_noface: bool = False,
+                    gain: float = 1.0) -> Motion:
+    """Head pose and body motion; activity grows with arousal (energy = arousal mapped to [0, 1], times ``gain``
+    around the middle).
 
     Events: looking away and leaving the frame (no face), an occluder sliding over the face; ``force_noface``
     guarantees one looking-away event."""
-    energy = low_pass(np.clip((arousal + 1.0) / 2.0, 0.0, 1.0), 0.3 * fps)
+    energy = low_pass(np.clip(0.5 + 0.5 * gain * arousal, 0.0, 1.0), 0.3 * fps)
     jitter = ou_process(rng, n, 0.15 * fps, 1.0, 4) * (0.3 + 1.5 * energy[:, None])
     yaw = np.radians(rng.normal(0, 8) + ou_process(rng, n, 1.5 * fps, 14.0)[:, 0] + 3 * jitter[:, 0])
     pitch = np.radians(ou_process(rng, n, 1.5 * fps, 5.0)[:, 0] + 2 * jitter[:, 1])

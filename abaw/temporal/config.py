@@ -18,6 +18,10 @@ from abaw.schema import option
 from abaw.temporal.stats import check_stats
 
 VARIANTS: tuple[str, ...] = ("mlp", "bilstm")
+#: What the model is fitted on: "validation" = grouped cross-validation over the source's validation videos (outputs
+#: the source model did not train on; each validation video is predicted by a model that did not fit on it),
+#: "train" = the source's training-split outputs (nearly memorised by the source model; the former rule).
+FIT_ON: tuple[str, ...] = ("validation", "train")
 LABEL = "temporal config key"
 
 
@@ -44,6 +48,13 @@ class TemporalConfig:
     lr: float = option(1e-3, gt=0)
     weight_decay: float = option(1e-4, ge=0)
     seed: int = option(0, ge=0)
+    fit_on: str = option("validation", choices=FIT_ON)
+    # grouped folds over the validation videos (fit_on "validation"): each fold is predicted by a model fitted on
+    # the other folds but one, which chooses its epoch (with 2 folds: the last epoch)
+    folds: int = option(5, ge=2)
+    # rows loaded at once (a few videos); bounds memory. A fit set larger than this is visited in shuffled blocks
+    # of videos, so it also sets the training order
+    chunk_rows: int = option(131072, ge=1)
     device: str | None = None  # None = cuda when available, else cpu
     # torch CPU threads while fitting; the model is small, and on a busy machine more threads only wait on each
     # other (measured: a BiLSTM step 26x slower with 2 threads than with 1 on a loaded 2-core machine). None = torch's

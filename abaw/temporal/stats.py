@@ -106,3 +106,24 @@ def carry_index(names: np.ndarray, valid: np.ndarray) -> np.ndarray:
     filled = idx.groupby(groups, sort=False).ffill()
     filled = filled.fillna(idx.groupby(groups, sort=False).bfill())
     return filled.fillna(pd.Series(np.arange(len(valid), dtype=float))).to_numpy().astype(np.int64)
+
+
+def window_rows(valid: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of each row's block within one video, as :func:`block_windows` orders them: ``(n, block)`` int64
+    row indices, oldest first, left-aligned, -1 after the last; and the length per row (0 for an invalid row)."""
+    valid = np.asarray(valid, dtype=bool)
+    n = len(valid)
+    win = np.full((n, block), -1, dtype=np.int64)
+    lengths = np.zeros(n, dtype=np.int64)
+    rows = np.flatnonzero(valid)
+    if len(rows) == 0:
+        return win, lengths
+    padded = np.concatenate([np.full(block - 1, -1, dtype=np.int64), rows])
+    full = sliding_window_view(padded, block)  # (m, block), newest last
+    lens = np.minimum(np.arange(1, len(rows) + 1), block)
+    idx = (np.arange(block)[None, :] + (block - lens)[:, None]) % block
+    shifted = np.take_along_axis(full, idx, axis=1)
+    shifted[np.arange(block)[None, :] >= lens[:, None]] = -1
+    win[rows] = shifted
+    lengths[rows] = lens
+    return win, lengths

@@ -1,7 +1,13 @@
 """Fit and evaluate a temporal statistical run on a trained per-frame run's outputs.
 
-The source run's train-split outputs (and embeddings, when present and wanted) train the model; its validation
-outputs evaluate it. The result is a run folder of kind ``temporal`` (docs/design.md section 5).
+``fit_on: validation`` (default): grouped cross-validation over the source's validation videos, outputs the source
+model did not train on. The videos are split into ``folds`` groups (``GroupKFold`` by video file, as the ensembles
+do); for each fold a model is fitted on the other folds but one, which selects its epoch, and predicts the held-out
+fold, so the reported validation score is out of fold. New videos (the test set, the training split) get the mean
+of the fold models' outputs. ``fit_on: train``: the source's training-split outputs fit one model and its
+validation outputs select the epoch and are scored (the former rule; those inputs are nearly memorised by the
+source model). The inputs are read a chunk of videos at a time (:mod:`abaw.temporal.data`). The result is a run
+folder of kind ``temporal`` (docs/design.md section 5); ``run.json`` says ``fit_uses_validation``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -25,162 +30,35 @@ from abaw.runs.folder import finish_run, removed_on_failure
 from abaw.runs.info import config_hash, new_run_info, read_json, read_run_info, write_run_info
 from abaw.runs.outputs import (
     Run,
-    labels_for_rows,
-    load_labels,
+    grouped_folds,
     load_run,
-    split_frame_counts,
     track_columns,
-    video_slices,
+    video_groups,
     write_predictions,
     write_results,
 )
 from abaw.temporal.config import DEFAULTS as DEFAULTS  # re-exported: the config lives in temporal/config.py
 from abaw.temporal.config import load_config as load_config
+from abaw.temporal.data import Chunk, SplitTable, VideoSet, epoch_batches, moments, read_split
 from abaw.temporal.model import TemporalStatModel
-from abaw.temporal.stats import block_stats, block_windows, carry_index, n_stat_features
 from abaw.train.checkpoint import load_checkpoint, save_checkpoint
 from abaw.train.fitting import cpu_copy, epoch_line, num_threads, optimizer_step, pick_device
 from abaw.train.losses import ccc_loss
 
 log = logging.getLogger(__name__)
 
-# ---- data ----------------------------------------------------------------------------------------------------
+#: Rows per forward pass when predicting.
+PREDICT_BATCH = 4096
 
 
 @dataclass
-class SplitData:
-    """A split's model inputs, built video by video: never a whole-split float64 copy.
+class Fitted:
+    """One fitted model with its feature normalisation (and, out of fold, the videos it predicts)."""
 
-    A feature row is [block statistics, embedding, current outputs]; ``x`` holds the statistics and outputs as
-    float32 (rows x (stats + outputs), small), ``emb`` the embeddings in the source's storage dtype (float16 for
-    abaw's runs), and :meth:`features` assembles (and normalises) the rows of one batch only.
-    """
-
-    keys: pd.DataFrame
-    x: np.ndarray  # (n, S + k) float32: S block-statistic columns, then the k current outputs
-    emb: np.ndarray | None  # (n, F) embedding rows (float16 or float32), None without embeddings
-    n_stats: int  # S
-    seq: np.ndarray | None  # (n, block, k) for the BiLSTM
-    lengths: np.ndarray | None
-    targets: dict[str, np.ndarray]  # track -> labels of each row (invalid markers kept)
-    n_frames: dict[str, dict[str, int]]  # track -> name -> label lines
-    mean: np.ndarray | None = None  # (D,) float32 feature normalisation, set before training or inference
-    std: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    @property
-    def dim(self) -> int:
-        """D, the width of a feature row."""
-        return self.x.shape[1] + (self.emb.shape[1] if self.emb is not None else 0)
-
-    def features(self, rows: Any, normalise: bool = True) -> np.ndarray:
-        """The float32 feature rows ``rows`` (a slice or an index array), normalised when ``mean``/``std`` are set."""
-        x = self.x[rows]
-        parts = [x[:, : self.n_stats]]
-        if self.emb is not None:
-            parts.append(self.emb[rows].astype(np.float32))
-        parts.append(x[:, self.n_stats:])
-        feat = np.concatenate(parts, axis=1)
-        if normalise and self.mean is not None and self.std is not None:
-            feat = (feat - self.mean) / self.std
-        return feat.astype(np.float32, copy=False)
-
-    def moments(self, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-        """Per-column mean and population std (+1e-6) of the raw features, as float32, in float64 chunks."""
-        total = np.zeros(self.dim)
-        for s in range(0, len(self), chunk):
-            total += self.features(slice(s, s + chunk), normalise=False).sum(axis=0, dtype=np.float64)
-        mean = total / max(len(self), 1)
-        sq = np.zeros(self.dim)
-        for s in range(0, len(self), chunk):
-            sq += ((self.features(slice(s, s + chunk), normalise=False) - mean) ** 2).sum(axis=0)
-        std = np.sqrt(sq / max(len(self), 1)).astype(np.float32) + np.float32(1e-6)
-        return mean.astype(np.float32), std
-
-
-def _present_tracks(df: pd.DataFrame, protocol: str) -> list[str]:
-    return [t for t in tasks.TRACKS if all(c in df.columns for c in track_columns(t, protocol))]
-
-
-def build_split(source: Run, split: str, config: dict[str, Any], data_root: str | Path, protocol: str,
-                inputs: list[str], task_list: list[str], use_embedding: bool) -> SplitData:
-    """Features and targets of one split: [block statistics, embedding, current outputs] per predicted frame.
-
-    Built one video at a time (statistics in float64 over a video, stored as float32), so the working memory
-    beyond the split's float32 inputs is one video's."""
-    columns = [c for t in inputs for c in track_columns(t, protocol)]
-    df = source.predictions(split, columns)
-    df = df[df[columns].notna().all(axis=1).to_numpy()].reset_index(drop=True)
-    names = df["name"].to_numpy(dtype=str)
-    frames = df["frame"].to_numpy(dtype=np.int64)
-    face = _face_frames(data_root, protocol, df) if config["face_frames_only"] else np.ones(len(df), bool)
-    carry = carry_index(names, face)
-    n, k, block = len(df), len(columns), int(config["block"])
-    n_stats = n_stat_features(k, config["stats"], config["quantiles"])
-    col_arrays = [df[c].to_numpy() for c in columns]  # the table's own columns: no copy of the split
-    x = np.empty((n, n_stats + k), dtype=np.float32)
-    emb: np.ndarray | None = None
-    seq = lengths = None
-    if config["variant"] == "bilstm":
-        seq, lengths = np.zeros((n, block, k), dtype=np.float32), np.zeros(n, dtype=np.int64)
-    for name, s, e in video_slices(names):
-        values = np.stack([c[s:e] for c in col_arrays], axis=1).astype(np.float64)
-        here = carry[s:e] - s  # a row's block lies in its own video
-        stats = block_stats(values, block, config["stats"], config["quantiles"], valid=face[s:e])
-        x[s:e, :n_stats] = stats[here]
-        x[s:e, n_stats:] = values
-        if use_embedding:
-            rows = _video_embedding(source, split, str(name), frames[s:e])
-            if emb is None:
-                emb = np.empty((n, rows.shape[1]), dtype=rows.dtype)
-            emb[s:e] = rows
-        if seq is not None and lengths is not None:
-            vseq, vlen = block_windows(values, names[s:e], block, valid=face[s:e])
-            seq[s:e], lengths[s:e] = vseq[here], vlen[here]
-    from abaw.data.affwild2 import AffWild2
-
-    ds = AffWild2(data_root, protocol=protocol) if split == "test" else None
-    targets, n_frames = {}, {}
-    for track in task_list:
-        if ds is not None:  # the test set has no labels: only each listed name's frame count, for its result file
-            if ds.has_test_set(track):
-                n_frames[track] = split_frame_counts(data_root, split, track, protocol)
-            continue
-        labels = load_labels(data_root, split, track, protocol)
-        targets[track] = labels_for_rows(df, labels, track, protocol)
-        n_frames[track] = {n: len(lab) for n, lab in labels.items()}
-    return SplitData(df[["name", "frame"]], x, emb, n_stats, seq, lengths, targets, n_frames)
-
-
-def _face_frames(data_root: str | Path, protocol: str, df: pd.DataFrame) -> np.ndarray:
-    """True for rows whose frame has a face crop; a video without a crop folder (or without any crop) counts as
-    all faces, so a root without crops changes nothing."""
-    from abaw.data.affwild2 import AffWild2
-
-    ds = AffWild2(data_root, protocol=protocol)
-    face = np.ones(len(df), dtype=bool)
-    frames = df["frame"].to_numpy()
-    for name, s, e in video_slices(df["name"]):
-        if not ds.crop_path(name, 1).parent.is_dir():
-            continue
-        mask = ds.crop_mask(name, int(frames[s:e].max()))[frames[s:e] - 1]
-        if mask.any():
-            face[s:e] = mask
-    return face
-
-
-def _video_embedding(source: Run, split: str, name: str, frames: np.ndarray) -> np.ndarray:
-    """The embedding rows of ``frames`` (1-based) of one video, kept float16 when the file is float16."""
-    path = source.path / "embeddings" / split / f"{name}.npy"
-    emb = source.embedding(split, name)
-    if frames.max() > len(emb):
-        raise AbawError(f"run {source.run_id}: embedding of video {name} has {len(emb)} frames but frame "
-                        f"{frames.max()} is predicted", path=path)
-    rows = emb[frames - 1]
-    stored = np.load(path, mmap_mode="r").dtype  # the header only
-    return rows.astype(np.float16) if stored == np.float16 else rows  # float16 -> float32 -> float16 is exact
+    model: TemporalStatModel
+    mean: np.ndarray
+    std: np.ndarray
+    held_out: list[str] | None = None
 
 
 # ---- training ------------------------------------------------------------------------------------------------
@@ -206,33 +84,62 @@ def _loss(out: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor], aux_weight
     return total
 
 
-def _outputs(model: TemporalStatModel, data: SplitData, device: torch.device, batch: int = 4096
-             ) -> dict[str, np.ndarray]:
-    model.eval()
-    chunks: dict[str, list[np.ndarray]] = {}
-    with torch.no_grad():
-        for s in range(0, len(data), batch):
-            out = model(*_inputs(data, slice(s, s + batch), device))
-            for key, val in out.items():
-                chunks.setdefault(key, []).append(activate(key, val).cpu().numpy())
-    return {k: np.concatenate(v) for k, v in chunks.items() if k != "aux"}
-
-
-def _inputs(data: SplitData, rows: Any, device: torch.device) -> tuple[torch.Tensor, ...]:
-    x = torch.from_numpy(data.features(rows)).to(device)
-    if data.seq is None:
+def _inputs(chunk: Chunk, idx: Any, mean: np.ndarray, std: np.ndarray, device: torch.device
+            ) -> tuple[torch.Tensor, ...]:
+    x = torch.from_numpy(chunk.features(idx, mean, std)).to(device)
+    if chunk.win is None:
         return (x,)
-    return x, torch.from_numpy(data.seq[rows]).to(device), torch.from_numpy(data.lengths[rows])
+    seq, lengths = chunk.sequences(idx)
+    return x, torch.from_numpy(seq).to(device), torch.from_numpy(lengths)
 
 
-def _scores(outputs: dict[str, np.ndarray], data: SplitData, protocol: str) -> dict[str, dict[str, Any]]:
+def predict(models: list[Fitted], data: VideoSet, device: torch.device) -> dict[str, np.ndarray]:
+    """Activated outputs of every row of ``data`` (in ``data.rows`` order): the mean over ``models``."""
+    for fitted in models:
+        fitted.model.eval()
+    outputs: dict[str, np.ndarray] = {}
+    at = 0
+    with torch.no_grad():
+        for chunk in data.chunks():
+            for s in range(0, len(chunk), PREDICT_BATCH):
+                idx = slice(s, s + PREDICT_BATCH)
+                summed: dict[str, np.ndarray] = {}
+                for fitted in models:
+                    out = fitted.model(*_inputs(chunk, idx, fitted.mean, fitted.std, device))
+                    for key, val in out.items():
+                        if key != "aux":
+                            act = activate(key, val).cpu().numpy()
+                            summed[key] = act if key not in summed else summed[key] + act
+                for key, val in summed.items():
+                    if key not in outputs:  # filled in place: no list of pieces and no second copy
+                        outputs[key] = np.empty((len(data), val.shape[1]), dtype=np.float32)
+                    outputs[key][at: at + len(val)] = val / len(models) if len(models) > 1 else val
+                at += min(PREDICT_BATCH, len(chunk) - s)
+    return outputs
+
+
+def _scores(outputs: dict[str, np.ndarray], table: SplitTable, rows: np.ndarray, protocol: str
+            ) -> dict[str, dict[str, Any]]:
+    """Official scores of ``outputs`` (aligned with the table ``rows``) per target track."""
     result = {}
-    for track, true in data.targets.items():
-        rows = data.keys["name"].isin(list(data.n_frames[track])).to_numpy()
-        if not rows.any():
+    names = table.df["name"].to_numpy()[rows]
+    for track, true in table.targets.items():
+        keep = np.isin(names, list(table.n_frames[track]))
+        if not keep.any():
             continue
-        result[track] = score(track, outputs[track][rows], true[rows], protocol)
+        result[track] = score(track, outputs[track][keep], true[rows][keep], protocol)
     return result
+
+
+def _prediction_columns(split: str, source: Run, protocol: str) -> list[str]:
+    """The column names of a source's prediction table, from the Parquet schema only."""
+    import pyarrow.parquet as pq
+
+    path = source.predictions_path(split)
+    try:
+        return list(pq.read_schema(path).names)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise AbawError(f"cannot read the prediction table: {exc}", path=path) from None
 
 
 def fit_temporal(source_dir: str | Path, config: dict[str, Any], data_root: str | Path | None = None,
@@ -246,21 +153,25 @@ def fit_temporal(source_dir: str | Path, config: dict[str, Any], data_root: str 
     data_root = data_root or source.data_root
     if data_root is None:
         raise AbawError(f"run {source.run_id} records no data root; pass --data-root", path=source.path)
-    for split in ("train", "validation"):
+    fit_on = config["fit_on"]
+    needed = ["train", "validation"] if fit_on == "train" else ["validation"]
+    for split in needed:
         if not source.predictions_path(split).is_file():
             raise AbawError(f"run {source.run_id} has no {split}-split predictions; make them with "
                             f"`abaw evaluate {source.path} --split {split}`", path=source.predictions_path(split))
-    train_df = source.predictions("train")
-    present = _present_tracks(train_df, protocol)
+    # out of fold, the training split is only predicted (with the folds' mean), when the source has its outputs
+    splits = needed if fit_on == "train" or not source.predictions_path("train").is_file() else [*needed, "train"]
+    columns = _prediction_columns(needed[0], source, protocol)
+    present = [t for t in tasks.TRACKS if all(c in columns for c in track_columns(t, protocol))]
     inputs = list(config["inputs"] or present)
     task_list = list(config["tasks"] or present)
     for key, chosen in (("inputs", inputs), ("tasks", task_list)):
         missing = [t for t in chosen if t not in present]
         if missing or not chosen:
             raise AbawError(f"run {source.run_id} predicts {present or 'no track'}; the config's {key} need "
-                            f"{missing or 'at least one track'}", path=source.predictions_path("train"))
-    use_embedding = bool(config["use_embedding"]) if config["use_embedding"] != "auto" else (
-        source.has_embeddings("train") and source.has_embeddings("validation"))
+                            f"{missing or 'at least one track'}", path=source.predictions_path(needed[0]))
+    use_embedding = bool(config["use_embedding"]) if config["use_embedding"] != "auto" else all(
+        source.has_embeddings(s) for s in splits)
     resolved = {**config, "inputs": inputs, "tasks": task_list, "use_embedding": use_embedding,
                 "source": source.run_id, "source_dir": str(source.path.resolve()), "protocol": protocol,
                 "data_root": str(Path(data_root).resolve())}
@@ -275,7 +186,7 @@ def fit_temporal(source_dir: str | Path, config: dict[str, Any], data_root: str 
 
     # a fit that fails leaves no new run folder behind (one made by an earlier fit is left in place)
     with num_threads(config["threads"]), removed_on_failure(run_dir, created=not run_dir.exists()):
-        return _fit(source, config, resolved, run_id, run_dir, data_root, protocol, inputs, task_list, use_embedding)
+        return _fit(source, resolved, run_id, run_dir, splits)
 
 
 def _make_model(config: dict[str, Any], x_dim: int, protocol: str, inputs: list[str], task_list: list[str]
@@ -289,112 +200,245 @@ def _make_model(config: dict[str, Any], x_dim: int, protocol: str, inputs: list[
         dropout=float(config["dropout"]), variant=config["variant"], seq_dim=k_in, lstm_hidden=config["lstm_hidden"])
 
 
+def _read(source: Run, split: str, config: dict[str, Any], labels: bool = True) -> SplitTable:
+    return read_split(source, split, config, config["data_root"], config["protocol"], list(config["inputs"]),
+                      list(config["tasks"]), bool(config["use_embedding"]), labels=labels)
+
+
+def _load_fitted(run_dir: Path, config: dict[str, Any], dim: int) -> list[Fitted]:
+    """The run's models: one (``fit_on: train``) or one per fold, each with its normalisation."""
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    out = []
+    for entry in ckpt.get("folds", [ckpt]):
+        model = _make_model(config, dim, config["protocol"], list(config["inputs"]), list(config["tasks"]))
+        model.load_state_dict(entry["model"])
+        held = entry.get("held_out")
+        out.append(Fitted(model, entry["feature_mean"].numpy(), entry["feature_std"].numpy(),
+                          None if held is None else list(held)))
+    return out
+
+
 def predict_temporal(run_dir: str | Path, split: str = "test") -> Path:
     """Run a fitted temporal model on its source run's ``split`` outputs (e.g. the test set, made with
-    ``abaw evaluate SOURCE --split test``): ``predictions/<split>.parquet`` and ``results/<split>/``."""
+    ``abaw evaluate SOURCE --split test``): ``predictions/<split>.parquet`` and ``results/<split>/``. Out of fold,
+    the validation split is predicted again fold by fold (each video by the model that did not fit on it); any other
+    split by the mean of the fold models."""
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json")
     if not config.get("source_dir"):
         raise AbawError("this temporal run does not record where its source run lies; fit it again",
                         path=run_dir / "config.json")
+    config = {**DEFAULTS, **config}  # a run fitted before a key existed
     source = load_run(config["source_dir"])
-    protocol, inputs, task_list = config["protocol"], list(config["inputs"]), list(config["tasks"])
+    protocol, task_list = config["protocol"], list(config["tasks"])
     if not source.predictions_path(split).is_file():
         raise AbawError(f"run {source.run_id} has no {split}-split predictions; make them with "
                         f"`abaw evaluate {source.path} --split {split}`", path=source.predictions_path(split))
-    data = build_split(source, split, config, config["data_root"], protocol, inputs, task_list,
-                       bool(config["use_embedding"]))
-    ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    data.mean, data.std = ckpt["feature_mean"].numpy(), ckpt["feature_std"].numpy()
-    model = _make_model(config, data.dim, protocol, inputs, task_list)
-    model.load_state_dict(ckpt["model"])
-    outputs = _outputs(model, data, torch.device("cpu"))
-    cols = {col: outputs[t][:, j] for t in task_list for j, col in enumerate(track_columns(t, protocol))}
-    write_predictions(run_dir, split, data.keys, cols)
-    for track, counts in data.n_frames.items():
-        rows = data.keys["name"].isin(list(counts)).to_numpy()
-        if rows.any():
-            write_results(run_dir, split, track, data.keys[rows], outputs[track][rows], counts, protocol)
+    table = _read(source, split, config, labels=False)
+    fitted = _load_fitted(run_dir, config, table.dim)
+    device = torch.device("cpu")
+    if split == "validation" and all(f.held_out is not None for f in fitted):
+        outputs = _out_of_fold(fitted, table, int(config["chunk_rows"]), device)
+    else:
+        outputs = predict(fitted, VideoSet(table, range(len(table.videos)), int(config["chunk_rows"])), device)
+    _write_split(run_dir, split, table, outputs, task_list, protocol, results=True)
     return run_dir / "results" / split
 
 
-def _fit(source: Run, config: dict[str, Any], resolved: dict[str, Any], run_id: str, run_dir: Path,
-         data_root: str | Path, protocol: str, inputs: list[str], task_list: list[str], use_embedding: bool) -> Path:
-    torch.manual_seed(int(config["seed"]))
-    rng = np.random.default_rng(int(config["seed"]))
-    device = pick_device(config["device"])
-    log.info("temporal: loading %s outputs of run %s", "/".join(inputs), source.run_id)
-    train = build_split(source, "train", config, data_root, protocol, inputs, task_list, use_embedding)
-    val = build_split(source, "validation", config, data_root, protocol, inputs, task_list, use_embedding)
-    mean, std = train.moments()  # normalisation applied batch by batch (SplitData.features)
-    train.mean, train.std, val.mean, val.std = mean, std, mean, std
-    model = _make_model(config, train.dim, protocol, inputs, task_list).to(device)
+def _out_of_fold(fitted: list[Fitted], table: SplitTable, chunk_rows: int, device: torch.device
+                 ) -> dict[str, np.ndarray]:
+    """Each video's outputs from the fold model that holds it out."""
+    index = {name: i for i, (name, _, _) in enumerate(table.videos)}
+    outputs: dict[str, np.ndarray] = {}
+    for fold in fitted:
+        held = VideoSet(table, [index[n] for n in fold.held_out or [] if n in index], chunk_rows)
+        out = predict([fold], held, device)
+        for key, val in out.items():
+            if key not in outputs:
+                outputs[key] = np.full((len(table), val.shape[1]), np.nan, dtype=np.float32)
+            outputs[key][held.rows] = val
+    return outputs
+
+
+def _write_split(run_dir: Path, split: str, table: SplitTable, outputs: dict[str, np.ndarray], task_list: list[str],
+                 protocol: str, results: bool) -> None:
+    cols = {col: outputs[t][:, j] for t in task_list for j, col in enumerate(track_columns(t, protocol))}
+    write_predictions(run_dir, split, table.keys, cols)
+    if not results:
+        return
+    names = table.df["name"]
+    for track, counts in table.n_frames.items():
+        rows = names.isin(list(counts)).to_numpy()
+        if rows.any():
+            write_results(run_dir, split, track, table.keys[rows], outputs[track][rows], counts, protocol)
+
+
+# ---- fitting -------------------------------------------------------------------------------------------------
+
+
+def _train_model(config: dict[str, Any], fit: VideoSet, select: VideoSet | None, device: torch.device,
+                 run_dir: Path, rng: np.random.Generator, fold: int | None = None) -> tuple[Fitted, dict[str, Any]]:
+    """Fit one model on ``fit``, choosing the epoch by the mean official score of the tasks on ``select`` (minus
+    the loss when nothing there is scored; without ``select``, the last epoch); returns that epoch's model and a
+    summary."""
+    protocol, inputs, task_list = config["protocol"], list(config["inputs"]), list(config["tasks"])
+    table = fit.table
+    mean, std = moments(fit)  # normalisation applied batch by batch (Chunk.features)
+    model = _make_model(config, table.dim, protocol, inputs, task_list).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=float(config["lr"]), weight_decay=float(config["weight_decay"]))
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    write_json(run_dir / "config.json", resolved)
-    n_params = sum(p.numel() for p in model.parameters())
-    info = new_run_info(run_id, "temporal", resolved, data_root=data_root, protocol=protocol, tracks=task_list,
-                        model=f"cnu_adl_temporal_{config['variant']}", n_params=n_params, members=None,
-                        streams=source.info.streams)
-    info.source = source.run_id
-    write_run_info(run_dir, info)
-
-    labelled = np.zeros(len(train), dtype=bool)
-    for track, true in train.targets.items():
-        labelled |= (true > tasks.INVALID[track]).all(axis=1) if track != "au" else ((true == 0) | (true == 1)).any(1)
-    fit_rows = np.flatnonzero(labelled)
-    if len(fit_rows) == 0:
-        raise AbawError(f"no train frame of run {source.run_id} has a valid label for {task_list}")
-    tgt_all = {t: torch.from_numpy(v.astype(np.float32)) for t, v in train.targets.items()}
-    best_sel, best_state, bad_epochs, t0 = -np.inf, None, 0, time.perf_counter()
+    tgt_all = {t: torch.from_numpy(v.astype(np.float32, copy=False)) for t, v in table.targets.items()}
+    fitted = Fitted(model, mean, std)
+    select_rows = select.rows if select is not None else None
+    best_sel, best_state, best_epoch, bad_epochs, seen = -np.inf, None, 0, 0, 0
+    prefix = "temporal epoch" if fold is None else f"temporal fold {fold} epoch"
     for epoch in range(1, int(config["epochs"]) + 1):
         model.train()
-        order = rng.permutation(fit_rows)
         losses = []
-        for s in range(0, len(order), int(config["batch_size"])):
-            rows = order[s: s + int(config["batch_size"])]
-            out = model(*_inputs(train, rows, device))
+        for chunk, idx in epoch_batches(fit, rng, int(config["batch_size"])):
+            rows = chunk.rows[idx]
+            seen += len(rows)
+            out = model(*_inputs(chunk, idx, mean, std, device))
             loss = _loss(out, {t: v[rows].to(device) for t, v in tgt_all.items()}, float(config["aux_weight"]))
             if not loss.requires_grad:
                 continue
             optimizer_step(loss, opt)
             losses.append(loss.item())
-        val_scores = _scores(_outputs(model, val, device), val, protocol)
-        sel = float(np.mean([s["score"] for s in val_scores.values()])) if val_scores else -float(np.mean(losses))
+        if seen == 0:
+            where = f"the fit videos of fold {fold}" if fold is not None else f"the {table.split} split"
+            raise AbawError(f"no frame of {where} of run {table.source.run_id} has a valid label for {task_list}")
+        if select is None or select_rows is None:
+            val_scores, sel = {}, float(epoch)  # nothing held out to choose on: the last epoch
+        else:
+            val_scores = _scores(predict([fitted], select, device), select.table, select_rows, protocol)
+            sel = float(np.mean([s["score"] for s in val_scores.values()])) if val_scores else -float(np.mean(losses))
         record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
-                  "validation": {t: s["score"] for t, s in val_scores.items()}, "selection": sel}
+                  "validation": {t: s["score"] for t, s in val_scores.items()},
+                  "selection": sel if select is not None else None}
+        if fold is not None:
+            record = {"fold": fold, **record}
         append_jsonl(run_dir / "metrics.jsonl", record)
-        improved = sel > best_sel + 1e-6  # selection: mean validation score of the tasks (else minus the loss)
-        log.info(epoch_line(epoch, record, improved, prefix="temporal epoch"))
+        improved = sel > best_sel + 1e-6
+        log.info(epoch_line(epoch, record, improved, prefix=prefix))
         if improved:
-            best_sel, best_state, bad_epochs = sel, cpu_copy(model.state_dict()), 0
+            best_sel, best_state, best_epoch, bad_epochs = sel, cpu_copy(model.state_dict()), epoch, 0
         else:
             bad_epochs += 1
             if bad_epochs >= int(config["patience"]):
                 break
-    train_seconds = time.perf_counter() - t0
-    best_state = best_state if best_state is not None else cpu_copy(model.state_dict())
-    model.load_state_dict(best_state)
-    save_checkpoint(run_dir / "checkpoints" / "best.pt", {"model": best_state, "feature_mean": torch.from_numpy(mean),
-                                                         "feature_std": torch.from_numpy(std), "config": resolved})
+    model.load_state_dict(best_state if best_state is not None else cpu_copy(model.state_dict()))
+    if select is not None:
+        select.release()
+    chosen = float(best_sel) if select is not None and np.isfinite(best_sel) else None
+    return fitted, {"best_epoch": best_epoch, "selection_score": chosen}
 
-    val_scores = {}
-    for split, data in (("train", train), ("validation", val)):
-        outputs = _outputs(model, data, device)
-        cols: dict[str, np.ndarray] = {}
-        for track in task_list:
-            for j, col in enumerate(track_columns(track, protocol)):
-                cols[col] = outputs[track][:, j]
-        write_predictions(run_dir, split, data.keys, cols)
-        if split == "validation":
-            val_scores = _scores(outputs, data, protocol)
-            for track in val_scores:
-                rows = data.keys["name"].isin(list(data.n_frames[track])).to_numpy()
-                write_results(run_dir, split, track, data.keys[rows], outputs[track][rows], data.n_frames[track],
-                              protocol)
-    finish_run(run_dir, info, {"split": "validation", "protocol": protocol, "tracks": val_scores},
-               train_seconds=train_seconds)
+
+def _state(fitted: Fitted) -> dict[str, Any]:
+    state = {"model": cpu_copy(fitted.model.state_dict()), "feature_mean": torch.from_numpy(fitted.mean),
+             "feature_std": torch.from_numpy(fitted.std)}
+    if fitted.held_out is not None:
+        state["held_out"] = list(fitted.held_out)
+    return state
+
+
+def _fit(source: Run, resolved: dict[str, Any], run_id: str, run_dir: Path, splits: list[str]) -> Path:
+    config, protocol, task_list = resolved, resolved["protocol"], list(resolved["tasks"])
+    seed, chunk_rows, fit_on = int(config["seed"]), int(config["chunk_rows"]), config["fit_on"]
+    torch.manual_seed(seed)
+    device = pick_device(config["device"])
+    log.info("temporal: reading the %s outputs of run %s (fit on %s)", "/".join(config["inputs"]), source.run_id,
+             fit_on)
+    val = _read(source, "validation", config)
+    # out of fold, the training split is only predicted at the end: read it then, not while the folds are fitted
+    train = _read(source, "train", config) if fit_on == "train" else None
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    write_json(run_dir / "config.json", resolved)
+    n_params = sum(p.numel() for p in _make_model(config, val.dim, protocol, list(config["inputs"]),
+                                                  task_list).parameters())
+    info = new_run_info(run_id, "temporal", resolved, data_root=config["data_root"], protocol=protocol,
+                        tracks=task_list, model=f"cnu_adl_temporal_{config['variant']}", n_params=n_params,
+                        members=None, streams=source.info.streams)
+    info.source = source.run_id
+    info.extra["fit_uses_validation"] = fit_on == "validation"
+    write_run_info(run_dir, info)
+
+    t0 = time.perf_counter()
+    all_val = VideoSet(val, range(len(val.videos)), chunk_rows)
+    if fit_on == "train":
+        assert train is not None
+        torch.manual_seed(seed)  # today's order of random draws: the model is the first
+        rng = np.random.default_rng(seed)
+        fitted, summary = _train_model(config, VideoSet(train, range(len(train.videos)), chunk_rows), all_val,
+                                       device, run_dir, rng)
+        models, folds_info = [fitted], [summary]
+        val_out = predict(models, all_val, device)
+        note = ("held out: the validation videos only chose the epoch; the model was fitted on the source's "
+                "training-split outputs")
+    else:
+        models, folds_info = _fit_folds(config, val, device, run_dir)
+        val_out = _out_of_fold(models, val, chunk_rows, device)
+        note = ("out of fold: each validation video is predicted by a model fitted on other validation videos "
+                "(GroupKFold by video file), whose epoch was chosen on yet others (with 3 folds or more; with 2, "
+                "the last epoch)")
+    train_seconds = time.perf_counter() - t0
+    ckpt: dict[str, Any] = {"config": resolved}
+    if fit_on == "train":
+        ckpt.update(_state(models[0]))
+    else:
+        ckpt["folds"] = [_state(m) for m in models]
+    save_checkpoint(run_dir / "checkpoints" / "best.pt", ckpt)
+
+    all_val.release()
+    val_scores = _scores(val_out, val, np.arange(len(val)), protocol)
+    _write_split(run_dir, "validation", val, val_out, task_list, protocol, results=True)
+    del val, val_out, all_val  # the training split is predicted alone
+    if train is None and "train" in splits:
+        train = _read(source, "train", config, labels=False)
+    if train is not None:
+        train.targets = {}  # fitted: only the outputs are written now
+        _write_split(run_dir, "train", train, predict(models, VideoSet(train, range(len(train.videos)), chunk_rows),
+                                                      device), task_list, protocol, results=False)
+        del train
+    details = {"fit_on": fit_on, "score_note": note, "folds": folds_info}
+    finish_run(run_dir, info, {"split": "validation", "protocol": protocol, "tracks": val_scores,
+                               "temporal": details}, train_seconds=train_seconds)
     log.info("temporal run %s: %s", run_id, ", ".join(f"{t} {s['score']:.4f}" for t, s in val_scores.items()))
     return run_dir
+
+
+def _fit_folds(config: dict[str, Any], val: SplitTable, device: torch.device, run_dir: Path
+               ) -> tuple[list[Fitted], list[dict[str, Any]]]:
+    """One model per grouped fold of the validation videos: fitted on the other folds but the next one, which
+    chooses its epoch; it predicts its own fold."""
+    names = val.df["name"].to_numpy(dtype=str)
+    groups = video_groups(names)
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise AbawError(f"out-of-fold fitting needs at least 2 validation videos (files), run "
+                        f"{val.source.run_id} has {n_groups}; set fit_on=train to fit on its training split",
+                        path=val.source.predictions_path("validation"))
+    video_of_row = np.repeat(np.arange(len(val.videos)), [e - s for _, s, e in val.videos])
+    folds = [np.unique(video_of_row[held]) for _, held in grouped_folds(groups, int(config["folds"]))]
+    chunk_rows, seed, n = int(config["chunk_rows"]), int(config["seed"]), len(folds)
+    if n < 3:
+        log.warning("temporal: %d validation video files make %d folds: no fold is left to choose the epoch, so "
+                    "each fold model trains all %d epochs", n_groups, n, int(config["epochs"]))
+    models, info = [], []
+    for k, held in enumerate(folds):
+        select = folds[(k + 1) % n] if n >= 3 else None
+        fit = np.concatenate([f for j, f in enumerate(folds) if j != k and (select is None or j != (k + 1) % n)])
+        torch.manual_seed(seed + k)
+        rng = np.random.default_rng([seed, k])
+        held_names = [val.videos[v][0] for v in held]
+        log.info("temporal fold %d of %d: fit on %d videos, choose the epoch on %d, predict %d", k + 1, n, len(fit),
+                 0 if select is None else len(select), len(held))
+        fitted, summary = _train_model(config, VideoSet(val, fit, chunk_rows),
+                                       None if select is None else VideoSet(val, select, chunk_rows),
+                                       device, run_dir, rng, fold=k)
+        fitted.held_out = held_names
+        models.append(fitted)
+        info.append({"fold": k, **summary, "held_out_videos": held_names,
+                     "selection_videos": [] if select is None else [val.videos[v][0] for v in select],
+                     "fit_videos": len(fit)})
+    return models, info

@@ -97,6 +97,7 @@ class TrainLoopConfig:
     amp: str | None = option(None, choices=(None, "none", "bf16", "fp16"))  # None/"none" fp32; fp16: CUDA only
     seed: int = option(0, ge=0)
     log_interval: int = option(20, ge=1)
+    eval_every: int = option(1, ge=1)  # validate every N epochs and after the last (the seed's --eval-freq)
     checkpoint_every: int = option(50, ge=0)  # steps between mid-epoch checkpoints (last.pt); 0 = only epoch ends
     device: str | None = None  # None or "auto" = cuda when available, else cpu; "cpu", "cuda", "cuda:N"
     threads: int | None = option(None, ge=1)  # torch threads; None = torch's default

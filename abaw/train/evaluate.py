@@ -85,7 +85,7 @@ def write_outputs(run_dir: Path, split: str, preds: dict[str, dict[str, np.ndarr
                   plots: bool = True) -> None:
     """Everything ``abaw evaluate`` writes for one split of a run (embeddings only those still in ``preds``:
     :func:`predict_streaming` has written and dropped them)."""
-    from abaw.results import write_result_folder
+    from abaw.results import split_format, write_results
     from abaw.train.config import tracks_of
 
     tasks, protocol = tracks_of(cfg), cfg["protocol"]
@@ -96,9 +96,9 @@ def write_outputs(run_dir: Path, split: str, preds: dict[str, dict[str, np.ndarr
             save_npy(run_dir / "embeddings" / split / f"{video.name}.npy", emb.astype(np.float16))
     for task in tasks:
         arrays = result_arrays(preds, videos, task)
-        write_result_folder(run_dir / "results" / split, task, arrays, protocol)
+        write_results(run_dir / "results" / split, task, arrays, protocol, split_format(split, protocol))
         if submission is not None:
-            write_result_folder(Path(submission), task, arrays, protocol)
+            write_results(Path(submission), task, arrays, protocol, split_format(split, protocol))
     if scores is not None:
         doc = {"split": split, "protocol": protocol, "score": scores["score"], "tracks": scores["tracks"]}
         write_json(run_dir / ("scores.json" if split == "validation" else f"scores_{split}.json"), doc)
@@ -198,7 +198,7 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
 def _write_test(run_dir: Path, preds: dict[str, dict[str, np.ndarray]], videos: list[SequenceVideo],
                 cfg: dict[str, Any], root: Path, submission: str | Path | None) -> dict[str, Any]:
     """Test predictions and result files of a run, each track's folder validated against the test set list."""
-    from abaw.results import validate_submission
+    from abaw.results import result_path, split_format, validate_submission
     from abaw.train.config import tracks_of
 
     write_outputs(run_dir, "test", preds, videos, cfg, None, submission, plots=False)
@@ -207,10 +207,10 @@ def _write_test(run_dir: Path, preds: dict[str, dict[str, np.ndarray]], videos: 
     for task in tracks_of(cfg):
         if not any(task in v.annotated for v in videos):
             continue
-        folder = run_dir / "results" / "test" / protocol.annotation_dir(task)
+        folder = result_path(run_dir / "results" / "test", task, protocol, split_format("test", protocol))
         problems = validate_submission(folder, root, "test", task, cfg["protocol"])
         if problems:
             raise AbawError(f"the {task.upper()} test result files do not validate: " + "; ".join(problems[:3]),
                             path=folder)
-        tracks[task] = {"folder": str(folder), "files": len(list(folder.glob("*.txt")))}
+        tracks[task] = {"folder": str(folder), "files": len(list(folder.glob("*.txt"))) if folder.is_dir() else 1}
     return {"split": "test", "protocol": protocol.name, "score": None, "tracks": tracks}

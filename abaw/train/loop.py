@@ -32,6 +32,7 @@ from abaw.data.sequences import (
     load_videos,
     make_windows,
     quadrant_weights,
+    training_videos,
     va_quadrants,
     video_epoch_order,
 )
@@ -142,7 +143,13 @@ class Trainer:
         cfg, data = self.cfg, self.cfg["data"]
         seed_everything(int(cfg["train"]["seed"]))
         self.ds = AffWild2(data["root"], protocol=cfg["protocol"])
-        self.train_videos = load_videos(self.ds, "train", self.tasks, cfg["protocol"], data["max_videos"])
+        # Never train on a name a requested track validates on; a run resumed from before this rule keeps its names.
+        info = self.run_dir / "run.json"
+        self.hygiene = not (self.resume and info.is_file() and "split_hygiene" not in read_json(info))
+        self.train_videos, self.left_out = training_videos(self.ds, self.tasks, cfg["protocol"], data["max_videos"],
+                                                           hygiene=self.hygiene)
+        if self.left_out.names and self.main:
+            log.info("%s", self.left_out.line())
         self.val_videos = load_videos(self.ds, "validation", self.tasks, cfg["protocol"], data["max_videos"])
         if not self.train_videos:
             raise AbawError(f"no training videos for tasks {', '.join(self.tasks)}", path=data["root"])
@@ -234,6 +241,7 @@ class Trainer:
                 for k, v in parts.items():
                     writer.add_scalar(f"train/{k}", v, st["global_step"])
                 writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], st["global_step"])
+                log.debug("epoch %d, step %d: loss %.4f", epoch + 1, st["global_step"], loss.item())
             bar.set_postfix(loss=f"{loss.item():.4f}")
             stop = self.max_steps is not None and st["global_step"] >= self.max_steps
             every = tr["checkpoint_every"]
@@ -261,6 +269,8 @@ class Trainer:
     def end_epoch(self, epoch: int, writer: Any) -> bool:
         """Validate, step the scheduler, keep the best, log; return whether to stop early."""
         st, tr = self.state, self.cfg["train"]
+        if (epoch + 1) % tr.get("eval_every", 1) and epoch + 1 < tr["epochs"]:
+            return self._skip_validation(epoch)
         t0 = time.perf_counter()
         scores = self.validate()[1] if self.main else None
         scores = dd.broadcast(scores)
@@ -292,6 +302,22 @@ class Trainer:
                 self.checkpoint("best")
             self.checkpoint("last")
         return st["bad_epochs"] >= tr["patience"]
+
+    def _skip_validation(self, epoch: int) -> bool:
+        """An epoch without validation (``train.eval_every``, the seed's ``--eval-freq``): the training loss is
+        recorded and a per-epoch scheduler steps; the plateau scheduler and early stopping count validations."""
+        st = self.state
+        if self.scheduler is not None and not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step()
+        record = {"epoch": epoch + 1, "step": st["global_step"],
+                  "train_loss": st["loss_sum"] / max(1, st["loss_count"]), "lr": self.optimizer.param_groups[0]["lr"],
+                  "best": False}
+        st.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, loss_count=0)
+        if self.main:
+            append_jsonl(self.run_dir / "metrics.jsonl", record)
+            log.info(epoch_line(epoch + 1, {"train_loss": record["train_loss"]}))
+            self.checkpoint("last")
+        return False
 
     def fit(self) -> Path:
         self.setup()
@@ -354,6 +380,8 @@ class Trainer:
             "status": status, "world_size": self.world, "device": str(self.device),
             "epochs": self.state["epoch"], "steps": self.state["global_step"],
         }
+        if getattr(self, "hygiene", False):  # present: this run never trained on a name it validates on
+            fields["split_hygiene"] = self.left_out.record()
         if not (self.run_dir / "run.json").is_file():
             fields.update(created=now(), git_commit=git_commit(),
                           dataset_fingerprint=dataset_fingerprint(cfg["data"]["root"]))

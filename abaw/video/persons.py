@@ -113,23 +113,31 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, score_threshold: float, nms_thre
     return out
 
 
-def create_person_detector(name: str = "yolo-fastest", trust_weights: bool = False, **kwargs: object):
-    """The person detector ``name``; ``trust_weights`` (``--trust-weights``) matters only to the ultralytics one."""
+def create_person_detector(name: str = "yolo-fastest", trust_weights: bool = False,
+                           weights: str | Path | None = None, **kwargs: object):
+    """The person detector ``name``; ``trust_weights`` (``--trust-weights``) and ``weights`` (``--person-weights``,
+    checked by :func:`abaw.weights.check_file`) matter only to the ultralytics one."""
+    if weights is not None and name != "ultralytics":
+        raise AbawError(f"a person weights file is for the ultralytics detector, not {name!r}", path=weights)
     if name == "yolo-fastest":
         return YoloFastestBody(**kwargs)
     if name == "ultralytics":
-        return UltralyticsPerson(trust_weights=trust_weights, **kwargs)
+        return UltralyticsPerson(model=weights, trust_weights=trust_weights, **kwargs)
     if name == "face":
         return NoPersonDetector()
     raise AbawError(f"unknown person detector {name!r}; choose one of {', '.join(PERSON_BACKENDS)}")
 
 
-def check_person_weights(name: str, trust_weights: bool = False) -> None:
-    """Check the present weights file of person detector ``name`` now, before any work, so that a refused file
-    stops a command once rather than failing every video (a missing file is fetched later, when it is needed)."""
+def check_person_weights(name: str, trust_weights: bool = False, path: str | Path | None = None) -> None:
+    """Check the weights file of person detector ``name`` now, before any work, so that a refused file stops a
+    command once rather than failing every video: ``path`` (``--person-weights``; it must exist) by
+    :func:`abaw.weights.check_file`, else the catalogue's present copy (a missing one is fetched later, when needed)."""
     if name == "ultralytics":
         from abaw import weights
 
+        if path is not None:
+            weights.check_file(path, trust_weights)
+            return
         found = weights.locate("yolov8n")
         if found is not None:
             weights.checked("yolov8n", found, trust_weights)

@@ -74,6 +74,7 @@ class PrepareOptions:
     force: bool = False
     progress: bool | None = None  # None: a bar only on a terminal
     trust_weights: bool = False  # --trust-weights: open an unverified weights file a library unpickles
+    person_weights: str | None = None  # --person-weights: the ultralytics model file (checked as trust_weights says)
     audio: dict = field(default_factory=dict)  # keyword arguments of abaw.video.audio.save_audio_features
 
 
@@ -136,9 +137,9 @@ class Detectors:
     """The face and person detectors, created once and shared by every video."""
 
     def __init__(self, detector: str = "yunet", person: str = "yolo-fastest", workers: int = 1,
-                 trust_weights: bool = False) -> None:
+                 trust_weights: bool = False, person_weights: str | Path | None = None) -> None:
         self.face = create_detector(detector)
-        self.person = create_person_detector(person, trust_weights=trust_weights)
+        self.person = create_person_detector(person, trust_weights=trust_weights, weights=person_weights)
         self.workers = max(1, workers)
         # OpenCV's detectors must not be shared between threads: each worker thread makes its own.
         self.detect_face = per_thread(lambda: create_detector(detector)) if self.workers > 1 else self.face.detect
@@ -319,7 +320,7 @@ def prepare_video(path: str | Path, out_root: str | Path, opts: PrepareOptions, 
         else:
             if detectors is None:
                 detectors = get_detectors() if get_detectors else Detectors(opts.detector, opts.person, opts.workers,
-                                                                            opts.trust_weights)
+                                                                            opts.trust_weights, opts.person_weights)
             boxes = detect_boxes(path, video, detectors, opts.max_faces, opts.progress, opts.detect_every)
             write_table(boxes, tmp / "boxes.csv")
         names = list(dict.fromkeys(boxes["name"].astype(str)))
@@ -395,7 +396,8 @@ def prepare_all(videos: list[Path], out_root: Path, opts: PrepareOptions,
 
     def get_detectors() -> Detectors:  # created on first need: a resumed run of finished videos loads nothing
         if not detectors:
-            detectors.append(Detectors(opts.detector, opts.person, opts.workers, opts.trust_weights))
+            detectors.append(Detectors(opts.detector, opts.person, opts.workers, opts.trust_weights,
+                                       opts.person_weights))
         return detectors[0]
 
     results = []

@@ -105,3 +105,17 @@ def make_root(root: Path, layout: str = "abaw2021", protocol: str = "abaw2021", 
     rows = [{c: 1.0 for c in affwild2.BOX_COLUMNS} | {"frame": f, "face_id": 0, "name": "vid1"} for f in (2, 1)]
     pd.DataFrame(rows).to_csv(root / "boxes" / "vid1.csv", index=False)
     return root
+
+
+def add_to_training(root: Path, name: str, track: str, like: str, layout: str = "abaw2021",
+                    protocol: str = "abaw2021", seed: int = 0) -> Path:
+    """Put ``name`` into the training split of ``track`` as well (random labels, as many lines as its annotation file
+    of track ``like``): a name in one track's training split and another's validation split, as Aff-Wild2 2020/2021
+    has. Returns the new label file."""
+    folders = tasks.ANNOTATION_DIRS[layout]
+    source = next((root / "annotations" / folders[like]).glob(f"*/{name}.txt"))
+    n = len(source.read_text().strip().splitlines()) - 1
+    path = root / "annotations" / folders[track] / tasks.SPLIT_DIRS["train"] / f"{name}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(label_text(track, random_labels(track, n, np.random.default_rng(seed), protocol), protocol))
+    return path

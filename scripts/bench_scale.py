@@ -15,8 +15,8 @@ Writes, under ``--work`` (default: a temporary folder, removed at the end unless
 Each stage runs as its own process (``python -m abaw ...``); its peak RSS is the child's own ``ru_maxrss`` (from
 ``os.wait4``), its CPU time user + system of the child. Stages: ``index``, the cache completeness check (``abaw
 extract`` over a complete cache; the check alone is timed inside the process too), ``--steps`` training steps in
-cached mode on each root, ``evaluate`` (validation, result files written), ``evaluate`` on the training split (the
-temporal model's inputs), ``temporal``, ``ensemble``, ``validate-submission`` and ``score``::
+cached mode on each root, ``evaluate`` (validation, result files written; with ``--train-split`` the training split
+too), ``temporal`` (out of fold on the validation outputs), ``ensemble``, ``validate-submission`` and ``score``::
 
     .venv/bin/python scripts/bench_scale.py                                  # 564 videos x 5,000 frames, 512-d
     .venv/bin/python scripts/bench_scale.py --videos 40 --frames 2000 --json  # a smaller run
@@ -228,6 +228,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="folder for the roots and runs (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    ap.add_argument("--train-split", action="store_true",
+                    help="also evaluate the training split (the inputs of `temporal --set fit_on=train`)")
     args = ap.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="abaw-bench-scale-"))
@@ -275,7 +277,7 @@ def main() -> None:
         if run is None:
             raise SystemExit(f"training wrote no run folder; see {logs}")
         sub = work / "submission"
-        for split in ("validation", "train"):
+        for split in ("validation", "train") if args.train_split else ("validation",):
             extra = ["--submission", str(sub)] if split == "validation" else []
             stage, _ = run_stage(f"evaluate {split}", abaw("evaluate", str(run), "--split", split, "--checkpoint",
                                                            "last", *extra), logs)

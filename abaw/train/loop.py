@@ -99,12 +99,13 @@ def make_loss(cfg: dict[str, Any]) -> nn.Module:
 
 
 def compute_loss(loss_fn: nn.Module, outputs: dict[str, torch.Tensor], batch: dict[str, Any]
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss masked by label validity and by padding (in training too)."""
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss masked by label validity and by padding (in training too). The parts stay detached tensors: reading them
+    as floats waits for the device, so the loop does it only when it logs."""
     targets = dict(batch["targets"])
     targets.update({f"{t}_valid": v for t, v in batch["valid"].items()})
     total, parts = loss_fn(outputs, targets, batch["mask"])
-    return total, {k: float(v) for k, v in parts.items()}
+    return total, {k: v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v)) for k, v in parts.items()}
 
 
 def _train_windows(cfg: dict[str, Any], videos: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -183,7 +184,15 @@ class Trainer:
         dd.barrier()
 
     # ---- state ------------------------------------------------------------------------------------------------
+    def _flush_loss(self) -> None:
+        """Fold the on-device loss sum into the training state (one device sync, at checkpoints and epoch ends)."""
+        acc = getattr(self, "_loss_acc", None)
+        if acc is not None:
+            self.state["loss_sum"] += float(acc.item())
+            self._loss_acc = None
+
     def checkpoint(self, name: str) -> None:
+        self._flush_loss()
         if not self.main:
             return
         state = training_state(self.model, self.optimizer, self.scheduler, self.scaler, format="abaw-train",
@@ -234,15 +243,19 @@ class Trainer:
             st = self.state
             st["step_in_epoch"] += 1
             st["global_step"] += 1
-            st["loss_sum"] += loss.item()
+            # summed on the device in float64: a .item() per step would wait for the GPU at every step
+            step_loss = loss.detach().double()
+            self._loss_acc = step_loss if getattr(self, "_loss_acc", None) is None else self._loss_acc + step_loss
             st["loss_count"] += 1
-            if self.main and writer is not None and st["global_step"] % tr["log_interval"] == 0:
-                writer.add_scalar("train/loss", loss.item(), st["global_step"])
-                for k, v in parts.items():
-                    writer.add_scalar(f"train/{k}", v, st["global_step"])
-                writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], st["global_step"])
-                log.debug("epoch %d, step %d: loss %.4f", epoch + 1, st["global_step"], loss.item())
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if st["global_step"] % tr["log_interval"] == 0:
+                value = float(loss.item())
+                if self.main and writer is not None:
+                    writer.add_scalar("train/loss", value, st["global_step"])
+                    for k, v in parts.items():
+                        writer.add_scalar(f"train/{k}", float(v), st["global_step"])
+                    writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], st["global_step"])
+                log.debug("epoch %d, step %d: loss %.4f", epoch + 1, st["global_step"], value)
+                bar.set_postfix(loss=f"{value:.4f}")
             stop = self.max_steps is not None and st["global_step"] >= self.max_steps
             every = tr["checkpoint_every"]
             if stop or (every and st["global_step"] % every == 0 and st["step_in_epoch"] < len(batches)):
@@ -268,6 +281,7 @@ class Trainer:
 
     def end_epoch(self, epoch: int, writer: Any) -> bool:
         """Validate, step the scheduler, keep the best, log; return whether to stop early."""
+        self._flush_loss()
         st, tr = self.state, self.cfg["train"]
         if (epoch + 1) % tr.get("eval_every", 1) and epoch + 1 < tr["epochs"]:
             return self._skip_validation(epoch)

@@ -224,7 +224,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=5000, help="frames per video")
     ap.add_argument("--short-frames", type=int, default=500, help="frames per video of the s/step comparison root")
     ap.add_argument("--dim", type=int, default=512, help=f"feature dimension: {', '.join(map(str, BACKBONES))}")
-    ap.add_argument("--steps", type=int, default=100, help="training steps timed on each root")
+    ap.add_argument("--steps", type=int, default=1000, help="training steps timed on each root (100 is too few: noise)")
     ap.add_argument("--work", type=Path, help="folder for the roots and runs (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")

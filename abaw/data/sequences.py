@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from abaw.errors import AbawError
-from abaw.tasks import get_protocol
+from abaw.tasks import MTL_LAYOUT, get_protocol
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,12 @@ def _fit(array: np.ndarray, n: int, fill: float) -> np.ndarray:
 
 def load_videos(ds: Any, split: str, tasks: Sequence[str], protocol: str | None = None,
                 max_videos: int | None = None, exclude: Collection[str] = (),
-                only: Collection[str] | None = None) -> list[SequenceVideo]:
+                only: Collection[str] | None = None, frames_only: bool = False) -> list[SequenceVideo]:
     """The annotation names of ``split`` for ``tasks``; for several tasks a name's labels come from each track's
     annotation file of that name where it exists, and are invalid elsewhere. ``exclude`` drops names (before
-    ``max_videos`` is applied), ``only`` keeps just those."""
+    ``max_videos`` is applied), ``only`` keeps just those. ``frames_only``: names and frame counts without parsing the
+    labels (feature extraction and its completeness check; the label-line counts of the index suffice, except in the
+    multi-task CSV layout, whose label length depends on the rows)."""
     from abaw.data.affwild2 import valid_mask  # the reader (another module); imported late to keep this light
 
     proto = get_protocol(protocol)
@@ -62,8 +64,13 @@ def load_videos(ds: Any, split: str, tasks: Sequence[str], protocol: str | None 
     videos = []
     for name in names:
         entries = {t: per_task[t][name] for t in tasks if name in per_task[t]}
-        labels = {t: np.asarray(ds.labels(e), dtype=np.float32) for t, e in entries.items()}
         first = next(iter(entries.values()))
+        if frames_only and getattr(ds, "layout", None) != MTL_LAYOUT:
+            n = max(e.n_label_lines for e in entries.values())
+            videos.append(SequenceVideo(name=name, video=first.video, n_frames=n, fps=float(first.fps or 30.0),
+                                        video_frames=int(first.n_frames or n), annotated=tuple(entries)))
+            continue
+        labels = {t: np.asarray(ds.labels(e), dtype=np.float32) for t, e in entries.items()}
         n = max(len(a) for a in labels.values())
         video = SequenceVideo(name=name, video=first.video, n_frames=n, fps=float(first.fps or 30.0),
                               video_frames=int(first.n_frames or n), annotated=tuple(entries))

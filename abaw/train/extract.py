@@ -82,7 +82,7 @@ def all_videos(root: str | Path, protocol: str) -> list[SequenceVideo]:
         tasks = [t for t in TRACKS if ds.entries(split, t)]
         if not tasks:
             continue
-        for video in load_videos(ds, split, tasks, protocol):
+        for video in load_videos(ds, split, tasks, protocol, frames_only=True):
             video.n_frames = max(video.n_frames, video.video_frames)
             seen.setdefault(video.name, video)
     for video in load_test_videos(ds, [t for t in TRACKS if ds.has_test_set(t)], protocol):

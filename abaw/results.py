@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from abaw import tasks
-from abaw.data.affwild2 import AffWild2, default_protocol, detect_layout, parse_label_file, parse_label_text
+from abaw.data.affwild2 import (
+    AffWild2,
+    default_protocol,
+    detect_layout,
+    parse_label_file,
+    parse_label_text,
+    read_text,
+)
 from abaw.errors import AbawError
 from abaw.fileio import atomic_open, atomic_path
 
@@ -231,15 +238,8 @@ def read_result_folder(folder: str | Path, track: str, protocol: str | tasks.Pro
 
 
 def _read_text(path: Path) -> str:
-    """A result file's text: UTF-8 (a BOM is dropped, CRLF read as LF); NUL bytes and empty files are refused."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise AbawError("not a UTF-8 text file", path=path) from None
-    except OSError as exc:
-        raise AbawError(f"cannot read file ({exc.strerror or exc})", path=path) from None
-    if "\x00" in text:
-        raise AbawError("not a UTF-8 text file (binary data: NUL bytes)", path=path)
+    """A result file's text: the reader's rules (UTF-8, BOM dropped, no binary), CRLF read as LF; empty is refused."""
+    text = read_text(path)
     if not text.strip():
         raise AbawError("empty file (no header line)", path=path)
     return text.rstrip()

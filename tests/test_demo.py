@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from abaw.apps import demo as demo_mod
+from abaw.apps.session import exclusive
 from abaw.cli import main
 from abaw.errors import AbawError
 from abaw.results import validate_submission
@@ -201,7 +202,7 @@ def test_a_failed_stage_is_reported_and_retried_and_settings_are_checked(tmp_pat
 def test_a_second_demo_on_the_same_folder_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     out.mkdir()
-    with demo_mod._exclusive(out), pytest.raises(AbawError, match="another abaw demo is running"):
+    with exclusive(out, "abaw demo"), pytest.raises(AbawError, match="another abaw demo is running"):
         demo_mod.run_demo(out, quick=True, submissions=tmp_path / "sub", console=Console(quiet=True))
     assert not (out / "stages").exists()  # nothing was started
 

@@ -13,19 +13,17 @@ against the hidden test labels when the data root has them (``ROOT/test_labels``
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import math
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from abaw.apps.session import exclusive, temporary_env
 from abaw.errors import AbawError
 from abaw.fileio import write_json, write_text
 from abaw.presets import find_preset
@@ -332,31 +330,6 @@ def score_test(ab: Ablation, run_dir: Path, track: str, kind: str, source: Path 
 
 # ---- the whole ablation --------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    with open(out / ".lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise AbawError("another abaw ablate is running on this folder; wait for it or use another --out",
-                            path=out) from exc
-        yield
-
-
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_all(ab: Ablation) -> dict[str, dict[str, list[Path]]]:
     """Train, fit and score every (track, variant, seed) not done yet; ``{track: {variant: [run_dir per seed]}}``."""
     from abaw.data.affwild2 import dataset_fingerprint
@@ -518,7 +491,7 @@ def run_ablation(out: str | Path, data_root: str | Path | None = None, seeds: li
     if test_labels is not None and not Path(test_labels).is_dir():
         raise AbawError("test label root not found", path=test_labels)
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out), _env(ABAW_DB=str(out / "abaw.sqlite"), ABAW_OFFLINE="1"):
+    with exclusive(out, "abaw ablate"), temporary_env(ABAW_DB=str(out / "abaw.sqlite"), ABAW_OFFLINE="1"):
         root = ensure_data(out, Path(data_root) if data_root is not None else None, console)
         face = demo_face_cnn(root) if pretrained_face == "auto" else (
             None if pretrained_face in (None, "none") else Path(pretrained_face).resolve())

@@ -18,7 +18,6 @@ inside the stages that use them, so a demo whose stages are done starts quickly.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from typing import Any
 
 from rich.console import Console
 
+from abaw.apps.session import exclusive, temporary_env
 from abaw.errors import AbawError
 from abaw.fileio import write_json
 from abaw.presets import find_preset
@@ -132,21 +132,6 @@ class Stage:
     outputs: tuple[str, ...] = ()
     #: Stages whose outputs it reads (when they ran): re-running one of those re-runs this stage too.
     after: tuple[str, ...] = ()
-
-
-@contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
-    """Set environment variables for the duration of the demo (other modules record runs via ``ABAW_DB``)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _remove(path: Path) -> None:
@@ -646,7 +631,7 @@ def run_demo(out: str | Path = "abaw-demo", quick: bool = False, seed: int = 0,
     report: dict[str, Any] = {}
     started = time.perf_counter()
     # No download in the demo: weights are used when a local copy exists (ABAW_WEIGHTS_DIR or the cache).
-    with _exclusive(demo.out), _env(ABAW_DB=str(demo.db), ABAW_OFFLINE="1"):
+    with exclusive(demo.out, "abaw demo"), temporary_env(ABAW_DB=str(demo.db), ABAW_OFFLINE="1"):
         _check_settings(demo, settings)
         for index, stage in enumerate(STAGES):
             prefix = f"[{index + 1}/{len(STAGES)}] {stage.name}"
@@ -677,18 +662,6 @@ def run_demo(out: str | Path = "abaw-demo", quick: bool = False, seed: int = 0,
     report["seconds"] = round(time.perf_counter() - started, 2)
     _finish(demo, report)
     return report
-
-
-@contextlib.contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """One demo at a time per output folder: a second one would interleave stages and garble the first's outputs."""
-    with open(out / ".lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise AbawError("another abaw demo is running on this folder; wait for it or use another --out",
-                            path=out) from exc
-        yield
 
 
 def _check_settings(demo: Demo, path: Path) -> None:

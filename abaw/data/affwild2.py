@@ -126,7 +126,8 @@ def _diagnose(lines: list[str], n_values: int, first_line: int, path: Path, skip
     return AbawError("cannot parse the file", path=path)
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """A text file's contents as UTF-8 (a BOM dropped); unreadable, non-UTF-8 and binary files are one-line errors."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -187,7 +188,7 @@ def parse_label_file(path: str | Path, track: str, protocol: str | tasks.Protoco
                      allow_invalid: bool = True) -> np.ndarray:
     """Read and check one annotation (or result) file; see :func:`parse_label_text`."""
     path = Path(path)
-    return parse_label_text(_read_text(path), path, track, protocol, allow_invalid=allow_invalid)
+    return parse_label_text(read_text(path), path, track, protocol, allow_invalid=allow_invalid)
 
 
 def _first_line_and_count(path: Path) -> tuple[str, int]:
@@ -218,7 +219,7 @@ class _MtlTable:
 
 
 def _parse_mtl(path: Path, proto: tasks.Protocol) -> _MtlTable:
-    text = _read_text(path).rstrip()
+    text = read_text(path).rstrip()
     if not text:
         raise AbawError("empty file (no header line)", path=path)
     head, _, body = text.partition("\n")
@@ -516,7 +517,7 @@ class AffWild2:
         path = self.root / TEST_SET_DIR / f"{tasks.check_track(track)}.txt"
         if not path.is_file():
             raise AbawError("test set list not found", path=path)
-        return [line.strip() for line in _read_text(path).splitlines() if line.strip()]
+        return [line.strip() for line in read_text(path).splitlines() if line.strip()]
 
     def test_entries(self, track: str) -> list[VideoEntry]:
         """Entries for the test names (no labels: ``annotation_path`` is the list file, ``n_label_lines`` 0; a name

@@ -7,22 +7,13 @@ import argparse
 import json
 import sys
 
+from abaw.commands.train import seeds_arg
+
 DEFAULT_OUT = "abaw-ablation"
 
 
 def _list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def seeds_arg(text: str) -> list[int]:
-    """``0,1,2``: distinct non-negative integers."""
-    parts = _list(text)
-    if not parts or not all(part.isdigit() for part in parts):
-        raise argparse.ArgumentTypeError(f"--seeds takes non-negative integers separated by commas, got {text!r}")
-    seeds = [int(part) for part in parts]
-    if len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"--seeds names a seed twice: {text!r}")
-    return seeds
 
 
 def command_text(args: argparse.Namespace) -> str:

@@ -227,12 +227,15 @@ class MultiStreamModel(nn.Module):
                                  "normalization": "x0, y0, x1, y1, ... relative to the face box, scaled to [-1, 1]"}
         return spec
 
-    def forward(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def frame_mask(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
+        """The (B, T) bool padding mask: all frames when none is given."""
         if mask is None:
             b, t = _batch_shape(inputs, self.stream_names)
-            device = next(iter(inputs.values())).device
-            mask = torch.ones(b, t, dtype=torch.bool, device=device)
-        mask = mask.to(torch.bool)
+            return torch.ones(b, t, dtype=torch.bool, device=next(iter(inputs.values())).device)
+        return mask.to(torch.bool)
+
+    def forward(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        mask = self.frame_mask(inputs, mask)
         feats = {s: stream(inputs, mask) for s, stream in self.streams.items()}
         embedding = self.fusion(feats, mask)
         out = self.heads(embedding)

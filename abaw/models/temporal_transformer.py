@@ -30,7 +30,7 @@ from torch import nn
 from abaw import schema
 from abaw.errors import AbawError
 from abaw.models.heads import TaskHeads
-from abaw.models.multistream import ModelConfig, MultiStreamModel, _batch_shape, _convert, resolve_config
+from abaw.models.multistream import ModelConfig, MultiStreamModel, _convert, resolve_config
 from abaw.schema import option
 from abaw.tasks import get_protocol
 
@@ -202,11 +202,7 @@ class TemporalTransformer(MultiStreamModel):
         self.heads = TaskHeads(self.embedding_dim, self.tasks, self.protocol, dropout=config.head_dropout)
 
     def forward(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        if mask is None:
-            b, t = _batch_shape(inputs, self.stream_names)
-            device = next(iter(inputs.values())).device
-            mask = torch.ones(b, t, dtype=torch.bool, device=device)
-        mask = mask.to(torch.bool)
+        mask = self.frame_mask(inputs, mask)
         feats = {s: stream(inputs, mask) for s, stream in self.streams.items()}
         valid = {s: inputs[f"{s}_valid"].to(device=mask.device, dtype=torch.bool)
                  for s in self.stream_names if f"{s}_valid" in inputs}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ ASSETS = Path(os.environ.get("ABAW_ASSETS_DIR", PROJECT.parent / "shared" / "ass
 
 if (ASSETS / "weights").is_dir():
     os.environ.setdefault("ABAW_WEIGHTS_DIR", str(ASSETS / "weights"))
+# a private weights cache: converted files (the FER model's ONNX export) are made there, never in the user's home
+os.environ.setdefault("ABAW_CACHE_DIR", tempfile.mkdtemp(prefix="abaw-test-cache-"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

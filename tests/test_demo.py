@@ -232,3 +232,22 @@ def test_image_streams_without_imagenet_weights_get_a_random_tiny_cnn(tmp_path: 
         vanished = create_backbone("tv_mobilenet_v2").eval()(image).half()
         kept = create_backbone(demo_mod.RANDOM_BACKBONE).eval()(image).half()
     assert float(vanished.abs().max()) < 1e-4 and float(kept.abs().mean()) > 1e-3
+
+
+def test_the_training_seed_leaves_the_data_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--seed`` seeds the trainings; the synthetic data follow ``--data-seed`` only (the same instrument)."""
+    import abaw.synth.dataset as dataset
+
+    made: list[int] = []
+
+    def fake_generate(out: Path, **kwargs: object) -> dict:
+        made.append(int(kwargs["seed"]))  # type: ignore[arg-type]
+        Path(out).mkdir(parents=True)
+        return {}
+
+    monkeypatch.setattr(dataset, "generate", fake_generate)
+    for seed, data_seed in ((0, 0), (1, 0), (2, 7)):
+        demo = demo_mod.Demo(out=tmp_path / f"d{seed}", submissions=tmp_path / "s", seed=seed, data_seed=data_seed)
+        demo.out.mkdir()
+        demo_mod.stage_synth(demo)
+    assert made == [0, 0, 7]

@@ -162,3 +162,21 @@ def test_per_thread_gives_each_thread_its_own_detector() -> None:
     with ThreadPoolExecutor(2) as pool:
         assert list(pool.map(call, range(2))) == [1, 1]
     assert len(made) == len(set(made)) == 2
+
+
+def test_one_row_or_column_is_assigned_as_scipy_does_without_it() -> None:
+    """abaw.video.assignment answers a 1xN or Nx1 problem itself (ties included: the first smallest), exactly as
+    scipy does, and hands anything larger to scipy."""
+    from scipy.optimize import linear_sum_assignment as scipy_assignment
+
+    from abaw.video.assignment import linear_sum_assignment
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = int(rng.integers(1, 6))
+        values = rng.choice([0.5, 0.7, 1e6, float(rng.random())], size=n)  # ties and the "no match" cost
+        for cost in (values[None, :], values[:, None], rng.random((n, n + 1)), rng.random((2, 2))):
+            ours, theirs = linear_sum_assignment(cost), scipy_assignment(cost)
+            for a, b in zip(ours, theirs, strict=True):
+                np.testing.assert_array_equal(a, b)
+                assert a.dtype == b.dtype

@@ -74,9 +74,12 @@ PRETRAIN_TASKS = ("expr", "va")
 class Demo:
     out: Path
     submissions: Path
-    seed: int = 0
+    seed: int = 0  # every training's seed (pretraining included)
     quick: bool = False
     size: DemoSize = FULL
+    #: Seed of the synthetic data (the video set and the pretraining images): the instrument stays the same when only
+    #: the training seed changes, so the spread over ``seed`` is the training noise alone.
+    data_seed: int = 0
     protocol: str = DEFAULT_PROTOCOL
     console: Console = field(default_factory=leaderboard.make_console)
     notes: set[str] = field(default_factory=set)
@@ -146,7 +149,7 @@ def _remove(path: Path) -> None:
 def stage_synth(demo: Demo) -> dict[str, Any]:
     from abaw.synth.dataset import generate
 
-    kwargs: dict[str, Any] = {"seed": demo.seed}
+    kwargs: dict[str, Any] = {"seed": demo.data_seed}
     if demo.size.videos is not None:
         kwargs["videos"] = demo.size.videos
     if demo.size.frames is not None:
@@ -191,7 +194,7 @@ def stage_pretrain(demo: Demo) -> dict[str, Any]:
 
     folder = demo.out / "pretrain"
     data, partial = folder / "affectnet", folder / "affectnet.partial"
-    wanted = {"images": demo.size.pretrain_images, "seed": demo.seed}
+    wanted = {"images": demo.size.pretrain_images, "seed": demo.data_seed}
     made = data / "synth_affectnet.json"
     try:
         old = json.loads(made.read_text(encoding="utf-8"))
@@ -622,10 +625,12 @@ def _invalidate_dependents(demo: Demo, name: str) -> None:
 
 def run_demo(out: str | Path = "abaw-demo", quick: bool = False, seed: int = 0,
              submissions: str | Path = Path("submissions") / "demo", size: DemoSize | None = None,
-             console: Console | None = None) -> dict[str, Any]:
-    """Run (or resume) the demo; returns a summary of every stage (its state and what it made)."""
+             console: Console | None = None, data_seed: int = 0) -> dict[str, Any]:
+    """Run (or resume) the demo; returns a summary of every stage (its state and what it made). ``seed`` seeds
+    every training, ``data_seed`` the synthetic data."""
     demo = Demo(out=Path(out).resolve(), submissions=Path(submissions).resolve(), seed=seed, quick=quick,
-                size=size or (QUICK if quick else FULL), console=console or leaderboard.make_console())
+                size=size or (QUICK if quick else FULL), console=console or leaderboard.make_console(),
+                data_seed=data_seed)
     demo.out.mkdir(parents=True, exist_ok=True)
     settings = demo.out / "demo.json"
     report: dict[str, Any] = {}
@@ -666,7 +671,8 @@ def run_demo(out: str | Path = "abaw-demo", quick: bool = False, seed: int = 0,
 
 def _check_settings(demo: Demo, path: Path) -> None:
     """Resuming is only sound with the same seed and size: refuse to mix them in one folder."""
-    settings = {"seed": demo.seed, "quick": demo.quick, "size": demo.size.__dict__, "protocol": demo.protocol}
+    settings = {"seed": demo.seed, "data_seed": demo.data_seed, "quick": demo.quick, "size": demo.size.__dict__,
+                "protocol": demo.protocol}
     if path.is_file():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))

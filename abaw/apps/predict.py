@@ -54,15 +54,17 @@ class PredictOptions:
 
 
 class FerPredictor:
-    """Expressions from the FER2013 mini-Xception on the aligned face crops; no VA, no AUs."""
+    """Expressions from the FER2013 mini-Xception on the aligned face crops; no VA, no AUs. The model runs with
+    OpenCV on its ONNX export (:mod:`abaw.models.fer_runtime`), so ``abaw predict`` without a checkpoint never
+    imports torch once the export exists; ``path``: another Keras ``.hdf5`` than the catalogue's."""
 
     streams: tuple[str, ...] = ("face",)
     note = NO_MODEL_NOTE
 
-    def __init__(self) -> None:
-        from abaw.models.fer import ExpressionClassifier
+    def __init__(self, path: str | Path | None = None) -> None:
+        from abaw.models.fer_runtime import ExpressionClassifier
 
-        self.classifier = ExpressionClassifier()
+        self.classifier = ExpressionClassifier(path)
         self.protocol = tasks.get_protocol(None)
         self.expr_classes: tuple[str, ...] = tasks.EXPR_CLASSES_7
         self.au_names: tuple[str, ...] = self.protocol.au_names

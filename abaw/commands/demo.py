@@ -22,7 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--submissions", default=Path("submissions") / "demo", type=Path,
                    help="folder for the validated result files (default: ./submissions/demo)")
     p.add_argument("--quick", action="store_true", help="a smaller data set and shorter training (about 3 minutes)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and of every training (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every training (default: 0); the data stay the same, so runs with other seeds "
+                        "measure the training noise")
+    p.add_argument("--data-seed", type=int, default=0,
+                   help="seed of the synthetic data: the videos and the pretraining images (default: 0)")
     p.add_argument("--result-format", choices=tasks.RESULT_FORMATS, default="folder",
                    help="format of the submitted result files: folder (2020-2022: a folder per track, the "
                    "default) or single (2023 on: also one file per track, SUBMISSIONS/single/<track folder>.txt, "
@@ -55,9 +59,10 @@ def _single_files(out: Path, submissions: Path, report: dict[str, Any]) -> bool:
 def run(args: argparse.Namespace) -> int:
     from abaw.apps.demo import run_demo
 
-    if args.seed < 0:
-        raise AbawError("--seed must be a non-negative integer")
-    report = run_demo(args.out, quick=args.quick, seed=args.seed, submissions=args.submissions)
+    if args.seed < 0 or args.data_seed < 0:
+        raise AbawError("--seed and --data-seed must be non-negative integers")
+    report = run_demo(args.out, quick=args.quick, seed=args.seed, submissions=args.submissions,
+                      data_seed=args.data_seed)
     states = [info.get("state") for info in report.values() if isinstance(info, dict)]
     submitted = report.get("submissions", {}).get("state") in ("ran", "done before")
     if submitted and args.result_format == "single":

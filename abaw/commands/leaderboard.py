@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from abaw.errors import AbawError
-from abaw.runs import database, leaderboard
+from abaw.runs.choices import DB_ENV, DEFAULT_DB, TERMINAL_TOP
 from abaw.tasks import PROTOCOLS, check_track
 
 
@@ -26,22 +26,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="validation", help="the scored split (default: validation)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page here")
-    p.add_argument("--top", type=int, default=leaderboard.TERMINAL_TOP, metavar="N",
-                   help=f"show the best N runs per table in the terminal (default {leaderboard.TERMINAL_TOP}; "
+    p.add_argument("--top", type=int, default=TERMINAL_TOP, metavar="N",
+                   help=f"show the best N runs per table in the terminal (default {TERMINAL_TOP}; "
                         "0 shows all; the JSON and HTML always hold all)")
     p.add_argument("--no-reference", action="store_true", help="leave out the published reference rows")
-    p.add_argument("--db", metavar="PATH", help=f"runs database (default: ${database.DB_ENV} or {database.DEFAULT_DB})")
+    p.add_argument("--db", metavar="PATH", help=f"runs database (default: ${DB_ENV} or {DEFAULT_DB})")
     p.set_defaults(func=run)
 
     r = subparsers.add_parser("record", help="record finished run folders in the runs database",
                               description="Read RUN_DIR/run.json, config.json, scores.json and (when there) "
                                           "scores_test.json, and upsert the run.")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    r.add_argument("--db", metavar="PATH", help=f"runs database (default: ${database.DB_ENV} or {database.DEFAULT_DB})")
+    r.add_argument("--db", metavar="PATH", help=f"runs database (default: ${DB_ENV} or {DEFAULT_DB})")
     r.set_defaults(func=run_record)
 
 
 def run(args: argparse.Namespace) -> int:
+    from abaw.runs import leaderboard
+
     try:
         track = check_track(args.track) if args.track else None
     except ValueError as exc:
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 def run_record(args: argparse.Namespace) -> int:
     """Record each folder; an unfinished one is skipped with a note, a bad one is reported, and the others go on."""
     from abaw.errors import report_failures
+    from abaw.runs import database
     from abaw.runs.folder import unfinished_reason
 
     failures = []

@@ -127,7 +127,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amp", choices=AMP_CHOICES,
                    help="train.amp: bf16 autocast (CPU or GPU), fp16 autocast with a loss scaler (CUDA only), none")
     p.add_argument("--bf16", action="store_true", help="same as --amp bf16")
-    p.add_argument("--protocol", help="abaw2020 | abaw2021 | abaw2022")
+    p.add_argument("--protocol", help="abaw2020 ... abaw2025 (default: the config's, abaw2021)")
     p.add_argument("--out", help="folder of run folders (default: the seed config's trainer.save_dir, else runs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config key, e.g. --set data.max_videos=4 (repeatable; value is JSON)")

@@ -14,7 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("weights", help="list, fetch, verify or convert the model files (detectors, FER, "
                               "backbones)", description=__doc__)
     p.add_argument("action", choices=("list", "fetch", "verify", "convert"))
-    p.add_argument("names", nargs="*", help="catalogue names (default: all; convert: the pickled models present)")
+    p.add_argument("names", nargs="*", help="catalogue names (default: all; convert: the pickled models present; "
+                   "convert fer2013_mini_xception: its ONNX export for OpenCV, made ahead of its first use)")
     add_trust_weights_arg(p)
     p.set_defaults(func=run)
 

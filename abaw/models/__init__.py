@@ -1,7 +1,8 @@
 """Models: backbones, streams, fusion, heads, and the registered presets (``create_model(name, **overrides)``).
 
-The names below load on first use (PEP 562): ``from abaw.models import fer`` (the FER2013 model of ``abaw predict``)
-imports torch only, not timm and torchvision, which cost seconds of start-up. The registry imports the modules that
+The names below load on first use (PEP 562): ``from abaw.models import fer_runtime`` (the FER2013 model of
+``abaw predict``, run by OpenCV) imports no torch, and ``from abaw.models import fer`` (its PyTorch port) torch only,
+not timm and torchvision, which cost seconds of start-up. The registry imports the modules that
 register the built-in entry points on its first lookup.
 """
 

@@ -140,8 +140,14 @@ def converted_filename(entry: weights.WeightFile) -> str:
 
 def convert(name: str, trust: bool = False) -> Path:
     """Convert catalogue file ``name`` (layout ``timm_pickle``) once into ``<stem>.state_dict.pt`` in the weights
-    cache; return its path. The pickle is opened only when :func:`abaw.weights.fetch` lets it through (``trust``)."""
+    cache; return its path. The pickle is opened only when :func:`abaw.weights.fetch` lets it through (``trust``).
+    The FER2013 model is exported to ONNX for OpenCV instead (:mod:`abaw.models.fer_runtime`; made on first use
+    otherwise): the existing export's path when there is one."""
+    from abaw.models import fer_runtime
+
     entry = weights.get(name)
+    if name == fer_runtime.WEIGHTS_NAME:
+        return fer_runtime.onnx_export(weights.fetch(name))
     if entry.layout != "timm_pickle":
         raise AbawError(f"{name} needs no conversion: abaw reads its {entry.layout or 'own'} layout directly")
     source = weights.fetch(name, trust=trust)

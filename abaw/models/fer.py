@@ -1,30 +1,31 @@
 """The FER2013 mini-Xception expression classifier (Arriaga et al., oarriaga/face_classification) in PyTorch.
 
 Weights are read from the published Keras ``.hdf5`` with h5py (no TensorFlow). Input: 64x64 grey face crops scaled
-to [-1, 1]. The model's own class order (FER2013: angry, disgust, fear, happy, sad, surprise, neutral) is mapped
-explicitly onto ours (``abaw.tasks.EXPR_CLASSES_7``) by :data:`FER2013_TO_ABAW`.
+to [-1, 1]; output: logits in the model's own class order (FER2013: angry, disgust, fear, happy, sad, surprise,
+neutral), which :mod:`abaw.models.fer_runtime` maps explicitly onto ours (``abaw.tasks.EXPR_CLASSES_7``).
+
+This port is the reference. ``abaw predict`` runs its ONNX export (:func:`export_onnx`) with OpenCV, without torch:
+:mod:`abaw.models.fer_runtime` holds the preprocessing and :class:`~abaw.models.fer_runtime.ExpressionClassifier`,
+and imports this module only to make the export once or to run the ``torch`` backend.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Any
 
-import cv2
 import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from abaw import tasks
 from abaw.errors import AbawError
-from abaw.video.resize import resize
+from abaw.fileio import atomic_path
 
-FER2013_CLASSES = tasks.FER2013_CLASSES
-#: FER2013 output index -> index in ``abaw.tasks.EXPR_CLASSES_7`` (every FER2013 class exists in ABAW's 7).
-FER2013_TO_ABAW: dict[int, int] = tasks.class_mapping(FER2013_CLASSES, tasks.EXPR_CLASSES_7)
-INPUT_SIZE = 64
 BN_EPS = 1e-3  # Keras' default, not PyTorch's 1e-5
+ONNX_OPSET = 13
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -42,8 +43,9 @@ class KerasSame(nn.Module):
         self.layer, self.kernel, self.stride, self.value = layer, kernel, stride, value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        top, bottom = same_padding(x.shape[-2], self.kernel, self.stride)
-        left, right = same_padding(x.shape[-1], self.kernel, self.stride)
+        # int(): the ONNX export (:func:`export_onnx`) then bakes the padding in for its fixed input size
+        top, bottom = same_padding(int(x.shape[-2]), self.kernel, self.stride)
+        left, right = same_padding(int(x.shape[-1]), self.kernel, self.stride)
         return self.layer(F.pad(x, (left, right, top, bottom), value=self.value))
 
 
@@ -62,7 +64,7 @@ class XceptionModule(nn.Module):
         self.main = nn.Sequential(
             SeparableConv(cin, cout), nn.BatchNorm2d(cout, eps=BN_EPS), nn.ReLU(inplace=True),
             SeparableConv(cout, cout), nn.BatchNorm2d(cout, eps=BN_EPS),
-            KerasSame(nn.MaxPool2d(3, stride=2), 3, 2, value=float("-inf")),
+            KerasSame(nn.MaxPool2d(3, stride=2), 3, 2, value=-3.0e38),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,6 +75,7 @@ class MiniXception(nn.Module):
     """mini-Xception: (N, 1, 64, 64) in [-1, 1] -> (N, 7) logits in FER2013 order (softmax gives Keras' output)."""
 
     widths = (16, 32, 64, 128)
+    input_size = 64
 
     def __init__(self, num_classes: int = 7) -> None:
         super().__init__()
@@ -158,51 +161,33 @@ def load_mini_xception(path: str | Path | None = None) -> MiniXception:
     return model.eval()
 
 
-def preprocess(faces_bgr: list[np.ndarray]) -> torch.Tensor:
-    """BGR (or grey) face crops -> (N, 1, 64, 64) float in [-1, 1], as the Keras training code did."""
-    batch = np.zeros((len(faces_bgr), 1, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
-    for i, face in enumerate(faces_bgr):
-        grey = face if face.ndim == 2 else cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
-        grey = resize(grey, INPUT_SIZE, INPUT_SIZE)
-        batch[i, 0] = grey.astype(np.float32) / 255.0 * 2.0 - 1.0
-    return torch.from_numpy(batch)
+def export_onnx(model: MiniXception, path: str | Path) -> Path:
+    """Write ``model`` as ONNX (input ``x`` (N, 1, 64, 64), output ``logits`` (N, 7)) for ``cv2.dnn``, atomically.
+
+    The TorchScript exporter with a fixed input size: the Keras 'same' paddings become constants (OpenCV runs any
+    batch size on it), and the max pooling pads with -3e38, not -inf (OpenCV cannot read the Neg node of -inf).
+    """
+    import onnx  # noqa: F401  (torch.onnx.export needs it; an ImportError names it for the fallback's log line)
+
+    path = Path(path)
+    example = torch.zeros(2, 1, model.input_size, model.input_size)
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.inference_mode(False):
+        warnings.simplefilter("ignore")  # the exporter's notes on constant folding
+        torch.onnx.export(model.eval(), example, str(tmp), dynamo=False, input_names=["x"], output_names=["logits"],
+                          opset_version=ONNX_OPSET)
+    return path
 
 
-def to_abaw_order(probs_fer: np.ndarray) -> np.ndarray:
-    """Reorder (..., 7) FER2013-ordered probabilities into ``abaw.tasks.EXPR_CLASSES_7`` order."""
-    out = np.zeros(probs_fer.shape[:-1] + (len(tasks.EXPR_CLASSES_7),), dtype=probs_fer.dtype)
-    for src, dst in FER2013_TO_ABAW.items():
-        out[..., dst] = probs_fer[..., src]
-    return out
+class TorchLogits:
+    """(N, 1, 64, 64) float32 -> (N, 7) logits with the PyTorch model (the reference backend of
+    :class:`abaw.models.fer_runtime.ExpressionClassifier`)."""
 
-
-class ExpressionClassifier:
-    """Face crops in, probabilities in ABAW's 7-class order out (``abaw.tasks.EXPR_CLASSES_7``)."""
-
-    classes = tasks.EXPR_CLASSES_7
-
-    def __init__(self, path: str | Path | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(self, path: str | Path, device: Any = "cpu") -> None:
         self.device = torch.device(device)
         # channels_last: 2.7x less CPU time per frame than NCHW here (depthwise convs; scripts/bench_predict_speed.py)
         self.model = load_mini_xception(path).to(self.device, memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def predict(self, faces_bgr: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-        if not faces_bgr:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
-        probs = []
-        for start in range(0, len(faces_bgr), batch_size):
-            x = preprocess(faces_bgr[start:start + batch_size]).to(self.device, memory_format=torch.channels_last)
-            probs.append(torch.softmax(self.model(x), dim=1).float().cpu().numpy())
-        return to_abaw_order(np.concatenate(probs))
-
-
-def face_crop_for_fer(image: np.ndarray, box: tuple[float, float, float, float], margin: float = 0.1) -> np.ndarray:
-    """The face box widened by ``margin`` on each side, clipped to the image (the crop FER2013 faces resemble)."""
-    x, y, w, h = box
-    height, width = image.shape[:2]
-    x0, y0 = int(max(0, np.floor(x - margin * w))), int(max(0, np.floor(y - margin * h)))
-    x1, y1 = int(min(width, np.ceil(x + w * (1 + margin)))), int(min(height, np.ceil(y + h * (1 + margin))))
-    if x1 <= x0 or y1 <= y0:
-        return np.zeros((INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
-    return image[y0:y1, x0:x1]
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(self.device, memory_format=torch.channels_last)
+        return self.model(x).float().cpu().numpy()

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from abaw.errors import AbawError
+from abaw.runs.choices import DB_ENV, DEFAULT_DB
 from abaw.runs.info import config_hash, float_or_none, now, read_json, read_run_info
 from abaw.runs.seeds import config_seed, group_hash
 
-DEFAULT_DB = Path("runs") / "abaw.sqlite"
-DB_ENV = "ABAW_DB"
 BUSY_TIMEOUT_SECONDS = 60.0
 SCHEMA_VERSION = 2
 #: The held-out split whose scores the leaderboard shows next to the validation score, and the run folder's file of

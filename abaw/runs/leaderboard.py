@@ -31,6 +31,7 @@ from rich.table import Table
 
 from abaw.fileio import write_text
 from abaw.runs import database
+from abaw.runs.choices import TERMINAL_TOP  # noqa: F401 (re-exported: scripts/bench_leaderboard.py)
 from abaw.runs.folder import UNFINISHED
 from abaw.runs.reference_scores import ReferenceScore, reference_scores
 from abaw.runs.seeds import group_hash
@@ -44,8 +45,6 @@ KEY_COMPONENTS: dict[str, tuple[str, ...]] = {
     "expr": ("f1", "accuracy"),
     "au": ("f1", "accuracy"),
 }
-#: Runs per table shown in the terminal by default (rich renders a few ms per row; the HTML page holds them all).
-TERMINAL_TOP = 25
 #: Most plots shown per run in the HTML details (a run folder may hold many).
 MAX_PLOTS = 12
 

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from abaw.data.stream_inputs import StreamLoader, feature_path
 from abaw.errors import AbawError
 from abaw.fileio import save_npz
 from abaw.tasks import ENCODED_STREAMS, FEATURES_DIR, IMAGE_STREAMS, SPLITS, TRACKS
+from abaw.video.decode import prefetch
 from abaw.video.prepare import shard
 
 log = logging.getLogger(__name__)
@@ -110,15 +112,21 @@ def _complete(path: Path, n_frames: int) -> bool:
     return len(feats) == 2 and feats[0] == n_frames and valid == (n_frames,)
 
 
+def _chunks(loader: StreamLoader, video: SequenceVideo) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(frame indices, stream inputs) of one name, :data:`CHUNK` frames at a time."""
+    for start in range(0, video.n_frames, CHUNK):
+        idx = np.arange(start, min(start + CHUNK, video.n_frames))
+        yield idx, loader.load(video, idx, len(idx))
+
+
 @torch.inference_mode()
 def encode_video(encoder: nn.Module, loader: StreamLoader, stream: str, video: SequenceVideo, batch_size: int,
                  device: torch.device, bf16: bool) -> tuple[np.ndarray, np.ndarray]:
     """Features of every frame of one name: (n_frames, D) float16 (zeros where the stream has no input), valid."""
     feats: np.ndarray | None = None
     valid = np.zeros(video.n_frames, bool)
-    for start in range(0, video.n_frames, CHUNK):
-        idx = np.arange(start, min(start + CHUNK, video.n_frames))
-        inputs = loader.load(video, idx, len(idx))
+    # the next chunk's crops are read and decoded in a background thread while this one is encoded
+    for idx, inputs in prefetch(_chunks(loader, video), size=2):
         x = inputs[stream][:, 0] if stream == "audio" and inputs[stream].ndim == 5 else inputs[stream]
         ok = inputs[f"{stream}_valid"]
         valid[idx] = ok

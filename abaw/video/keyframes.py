@@ -18,8 +18,8 @@ from concurrent.futures import Executor
 from itertools import islice
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from abaw.video.assignment import linear_sum_assignment
 from abaw.video.decode import Frame
 from abaw.video.faces import FaceDetection
 from abaw.video.tracking import centre_distance, iou

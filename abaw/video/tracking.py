@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 from abaw import tasks
 from abaw.data.affwild2 import BOX_COLUMNS
+from abaw.video.assignment import linear_sum_assignment  # scipy only for a real matching problem
 from abaw.video.faces import FaceDetection
 
 # Column groups of the boxes table (its full column list is abaw.data.affwild2.BOX_COLUMNS).

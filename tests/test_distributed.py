@@ -45,3 +45,29 @@ def test_torchrun_two_processes_matches_single_process_evaluation(tiny_root_ro: 
     single = evaluate_run(run, tiny_root_ro, "validation", plots=False)
     assert single["score"] == pytest.approx(out["score"], abs=1e-9)
     assert single["tracks"]["va"]["n_frames"] == out["tracks"]["va"]["n_frames"]
+
+
+@pytest.mark.slow
+def test_torchrun_cached_mode_every_rank_extracts_its_share(tiny_root: Path, tmp_path: Path) -> None:
+    """In cached mode under two ranks the missing feature cache is extracted by both ranks, each its own share of the
+    names (no rank works alone while the other waits), and every name's file is written exactly once."""
+    from abaw.train.extract import all_videos
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"name": "ddp_cached", "model": {"name": "demo_face",
+                                                               "kwargs": {"backbone": "tiny_cnn", "image_size": 32}},
+                               "data": {"duration": 8, "batch_size": 2, "mode": "cached"},
+                               "train": {"progress": False, "threads": 1}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(PROJECT / "train_affwild2.py"), "-c", str(cfg), "--track", "1", "--face", "--epochs", "1",
+           "--hidden_size", "8", "--data-root", str(tiny_root), "--out", str(tmp_path / "runs"), "--json"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = [int(line.split(": ")[-1].split(" written")[0]) for line in proc.stderr.splitlines()
+               if "extract face ->" in line and " written" in line]
+    names = all_videos(tiny_root, "abaw2021")
+    assert len(written) == 2 and all(n > 0 for n in written) and sum(written) == len(names)
+    files = list((tiny_root / "features" / "face").rglob("*.npz"))
+    assert sorted(f.stem for f in files) == sorted(v.name for v in names)

@@ -17,8 +17,9 @@ def world_info() -> tuple[int, int, int]:
 
 
 #: Minutes a collective (a barrier, a broadcast, a gradient all-reduce) may wait for the slowest rank before the job
-#: aborts. torch's default is 10 (NCCL) or 30 (gloo) minutes; rank 0 may legitimately work alone for longer (building
-#: a feature cache of a whole Aff-Wild2 inside ``abaw train`` takes hours on one GPU), so the default here is 6 hours.
+#: aborts. torch's default is 10 (NCCL) or 30 (gloo) minutes; ranks may legitimately wait longer (inside ``abaw
+#: train`` every rank extracts its share of a missing feature cache, and the fastest waits for the slowest; rank 0
+#: validates the full split alone, end to end for hours on a whole Aff-Wild2), so the default here is 6 hours.
 #: A real hang is then found late, not never; set ``ABAW_DIST_TIMEOUT_MINUTES`` to change it.
 DEFAULT_TIMEOUT_MINUTES = 360.0
 TIMEOUT_ENV = "ABAW_DIST_TIMEOUT_MINUTES"

@@ -173,14 +173,15 @@ class Trainer:
                 find_unused_parameters=dd.find_unused_parameters(self.model, self.tasks))
 
     def _prepare_cache(self) -> None:
-        """Cached mode: the stream CNNs are fixed feature extractors; extract what is missing (rank 0)."""
+        """Cached mode: the stream CNNs are fixed feature extractors; extract what is missing, every rank its own
+        share of the videos on its own device (as ``abaw extract`` under torchrun), then wait for all shares."""
         from abaw.train.extract import extract_features
 
         for encoder in unwrap(self.model).stream_encoders().values():
             encoder.requires_grad_(False)
-        if self.main:
-            extract_features(self.cfg, self.model, batch_size=self.cfg["data"]["extract_batch_size"],
-                             bf16=self.amp == "bf16", progress=self.progress)
+        extract_features(self.cfg, self.model, batch_size=self.cfg["data"]["extract_batch_size"],
+                         bf16=self.amp == "bf16", progress=self.progress and self.main,
+                         shard_of=(self.rank + 1, self.world))
         dd.barrier()
 
     # ---- state ------------------------------------------------------------------------------------------------

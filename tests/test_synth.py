@@ -48,9 +48,10 @@ def _video_of(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def set2022(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """Four videos (one with two people) long enough to see the streams follow the labels, in the 2022 layout."""
+    """Six videos (one with two people) long enough to see the streams follow the labels, in the 2022 layout (a
+    quarter of them are test videos, whose labels are in ``test_labels/``)."""
     root = tmp_path_factory.mktemp("synth2022") / "data"
-    summary = generate(root, videos=4, frames=150, seed=3, layout="abaw2022")
+    summary = generate(root, videos=6, frames=150, seed=3, layout="abaw2022")
     return root, summary
 
 
@@ -148,7 +149,9 @@ def test_two_person_video(tiny_root_ro: Path) -> None:
 def test_audio_track_follows_arousal(set2022: tuple[Path, dict]) -> None:
     root, _ = set2022
     corrs = []
-    for path in sorted((root / "annotations" / "VA_Estimation_Challenge").glob("*/*.txt")):
+    labels = [*(root / "annotations").glob("VA_Estimation_Challenge/*/*.txt"),
+              *(root / "test_labels" / "annotations").glob("VA_Estimation_Challenge/*/*.txt")]  # test videos too
+    for path in sorted(labels):
         if tasks.split_two_person(path.stem)[1]:
             continue  # two voices mixed
         with av.open(str(root / "videos" / f"{_video_of(path.stem)}.mp4")) as c:

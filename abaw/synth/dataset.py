@@ -48,7 +48,7 @@ def _plan_splits(rng: np.random.Generator, n: int) -> list[str]:
     """Split per video (same for every track, so no video leaks between splits): train / validation / test."""
     if n == 1:
         return ["train"]
-    n_test = n // 6
+    n_test = n // 4  # as in Aff-Wild2, where the test split is a quarter or more of each track's videos
     n_val = max(1, int(round(0.25 * n)))
     n_train = n - n_test - n_val
     order = rng.permutation(n)

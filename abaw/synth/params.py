@@ -30,6 +30,9 @@ class Cues:
     audio_arousal: float = 1.0
     #: Audio: harmonic roll-off change per unit valence (timbre); each voice has its own roll-off besides.
     audio_valence: float = 0.25
+    #: Audio: how much the voice's quality shows the expression (laughter in happiness, a pressed voice in anger and
+    #: disgust, a dark voice in sadness, a tremor in fear): what a voice says about the category beyond arousal.
+    audio_expression: float = 1.0
     #: Audio: how much of the time a person talks (scaled up with arousal); silent otherwise (room noise only).
     talk: float = 0.5
     #: Body: gain of arm openness, gestures and sway on arousal.

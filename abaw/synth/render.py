@@ -13,7 +13,7 @@ import numpy as np
 from abaw import tasks
 from abaw.synth import audio as audio_mod
 from abaw.synth.face import Identity, Pose, draw_face, random_identity
-from abaw.synth.latent import CH, AffectTrack, low_pass, simulate_person
+from abaw.synth.latent import CH, STATES, AffectTrack, low_pass, simulate_person
 from abaw.synth.params import Cues
 from abaw.synth.scene import (
     add_glow,
@@ -128,7 +128,8 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
     jitter_rng = np.random.default_rng([*spec.seed, 1])  # per-frame alignment jitter (a noisy detector)
 
     voices = [audio_mod.voice(rng, tracks[p].va, tracks[p].actions[:, CH["speech"]], idents[p].f0, fps,
-                              arousal_gain=cues.audio_arousal, valence_gain=cues.audio_valence)
+                              arousal_gain=cues.audio_arousal, valence_gain=cues.audio_valence,
+                              expression=tracks[p].weights, states=STATES, expression_gain=cues.audio_expression)
               for p in range(n_people)]
     samples = audio_mod.mix(rng, voices)
 

@@ -25,7 +25,7 @@ class Cues:
     #: stays; a single frame is misleading, its neighbours are not).
     face_occlusion: float = 0.1
     #: Arousal not shown by the face (sd of a slow component): what body and voice carry beyond the expression.
-    arousal_hidden: float = 0.3
+    arousal_hidden: float = 0.2
     #: Audio: how much loudness and pitch follow arousal (1 = up to an octave and 7x louder over the range).
     audio_arousal: float = 1.0
     #: Audio: harmonic roll-off change per unit valence (timbre); each voice has its own roll-off besides.
@@ -36,7 +36,7 @@ class Cues:
     #: Audio: how much of the time a person talks (scaled up with arousal); silent otherwise (room noise only).
     talk: float = 0.5
     #: Body: gain of arm openness, gestures and sway on arousal.
-    body_arousal: float = 1.0
+    body_arousal: float = 0.7
     #: Context: amplitude of the scene's valence cue (the colour of a window or lamp behind the person).
     context_valence: float = 1.0
     #: Context: the scene follows the valence smoothed over this many seconds (a slow cue).

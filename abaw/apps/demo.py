@@ -74,11 +74,12 @@ PRETRAIN_TASKS = ("expr", "va")
 class Demo:
     out: Path
     submissions: Path
-    seed: int = 0  # every training's seed (pretraining included)
+    seed: int = 0  # the seed of every training of a track model
     quick: bool = False
     size: DemoSize = FULL
-    #: Seed of the synthetic data (the video set and the pretraining images): the instrument stays the same when only
-    #: the training seed changes, so the spread over ``seed`` is the training noise alone.
+    #: Seed of the instrument: the synthetic videos, and the face CNN pretrained on synthetic AffectNet (images and
+    #: training), which plays the part of downloaded pretrained weights. It stays the same when only ``seed`` changes,
+    #: so the spread over ``seed`` is the noise of training the track models alone.
     data_seed: int = 0
     protocol: str = DEFAULT_PROTOCOL
     console: Console = field(default_factory=leaderboard.make_console)
@@ -206,7 +207,7 @@ def stage_pretrain(demo: Demo) -> dict[str, Any]:
         generate_affectnet(partial, **wanted)
         os.replace(partial, data)
     cfg = PretrainConfig(data=data, backbone=PRETRAIN_BACKBONE, out=folder / f"face_{PRETRAIN_BACKBONE}_affectnet.pt",
-                         tasks=PRETRAIN_TASKS, epochs=demo.size.pretrain_epochs, seed=demo.seed)
+                         tasks=PRETRAIN_TASKS, epochs=demo.size.pretrain_epochs, seed=demo.data_seed)
     with _torch_threads(1):  # resumes from its per-epoch state file after a kill; a finished checkpoint is kept
         pretrain_affectnet(cfg)
     # The checkpoint itself says which backbone it holds and how it scored (also when it was finished before a kill).

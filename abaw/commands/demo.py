@@ -23,10 +23,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="folder for the validated result files (default: ./submissions/demo)")
     p.add_argument("--quick", action="store_true", help="a smaller data set and shorter training (about 3 minutes)")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of every training (default: 0); the data stay the same, so runs with other seeds "
-                        "measure the training noise")
+                   help="seed of every training of the track models (default: 0); the data and the pretrained "
+                        "face CNN stay the same, so runs with other seeds measure the training noise")
     p.add_argument("--data-seed", type=int, default=0,
-                   help="seed of the synthetic data: the videos and the pretraining images (default: 0)")
+                   help="seed of the synthetic data and of the face CNN pretrained on it (default: 0)")
     p.add_argument("--result-format", choices=tasks.RESULT_FORMATS, default="folder",
                    help="format of the submitted result files: folder (2020-2022: a folder per track, the "
                    "default) or single (2023 on: also one file per track, SUBMISSIONS/single/<track folder>.txt, "

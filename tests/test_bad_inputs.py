@@ -100,6 +100,13 @@ def _mtl_line(row: int, text: str) -> Callable[[Path, Path | None], object]:
     return _mtl(edit)
 
 
+def _copy_line(data: bytes, src: int, dst: int) -> bytes:
+    """Line ``dst`` of a text file replaced by a copy of line ``src`` (an image listed twice)."""
+    lines = data.decode().splitlines()
+    lines[dst] = lines[src]
+    return ("\n".join(lines) + "\n").encode()
+
+
 def _results(track: str, edit: Callable[[Path], object]) -> Callable[[Path, Path | None], object]:
     """A valid result folder of the validation split under {t}/pred, then ``edit(track_folder)``."""
     def make(t: Path, r: Path | None) -> None:
@@ -231,7 +238,8 @@ CASES: list[Case] = [
          ".txt:4", root=True),
     Case("index-no-validation-set", lambda t, r: shutil.rmtree(bi.first_annotation(r, "va").parent),
          ("index", "{r}"), 0, "Validation_Set", root=True),
-    Case("index-label-without-video", _video_in_root(lambda p: None), ("index", "{r}", "--strict"), 2, "s001",
+    Case("index-label-without-video", _video_in_root(lambda p: None), ("index", "{r}", "--strict"), 2,
+         "have no video file under videos/",
          root=True),
     Case("train-no-validation-set", lambda t, r: (shutil.rmtree(bi.first_annotation(r, "va").parent),
                                                   _cfg_file()(t, r)), TRAIN, 2, "Validation_Set", root=True),
@@ -241,7 +249,7 @@ CASES: list[Case] = [
          root=True),
     Case("mtl-image-not-a-frame", _mtl_line(3, "s001-25-96x72/third.jpg,0,0,1" + ",0" * 12), INDEX_MTL, 2,
          "validation_set_annotations.txt:4", root="mtl"),
-    Case("mtl-image-twice", _mtl_line(3, "s001-25-96x72/00001.jpg,0,0,1" + ",0" * 12), INDEX_MTL, 2,
+    Case("mtl-image-twice", _mtl(lambda data: _copy_line(data, 1, 3)), INDEX_MTL, 2,
          "validation_set_annotations.txt:4", root="mtl"),
     Case("mtl-frame-zero", _mtl_line(3, "s001-25-96x72/00000.jpg,0,0,1" + ",0" * 12), INDEX_MTL, 2,
          "validation_set_annotations.txt:4", root="mtl"),

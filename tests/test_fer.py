@@ -209,7 +209,7 @@ def test_opencv_equals_torch_on_the_real_weights(h5_path: Path, media_dir: Path,
 def test_the_export_is_made_once_then_reused(random_h5: Path, cache: Path, monkeypatch: pytest.MonkeyPatch,
                                              caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("ABAW_WEIGHTS_DIR", raising=False)
-    with caplog.at_level(logging.INFO, logger="abaw"):
+    with caplog.at_level(logging.DEBUG, logger="abaw"):
         first = fer_runtime.ExpressionClassifier(random_h5)
     assert first.backend == "opencv"
     export = cache / fer_runtime.export_filename(random_h5)

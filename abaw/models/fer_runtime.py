@@ -92,7 +92,7 @@ def onnx_export(source: str | Path, make: bool = True) -> Path | None:
 
     dest = weights.cache_dir() / name
     export_onnx(load_mini_xception(source), dest)
-    log.info("FER: exported %s to ONNX once, for OpenCV: %s", source, dest)
+    log.debug("FER: exported %s to ONNX once, for OpenCV: %s", source, dest)
     return dest
 
 

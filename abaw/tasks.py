@@ -55,6 +55,9 @@ ANNOTATION_DIRS: dict[str, dict[str, str]] = {
                  "au": "AU_Detection_Challenge"},
 }
 LAYOUTS: tuple[str, ...] = tuple(ANNOTATION_DIRS)
+#: Other names of an annotation folder, read when the usual one is absent: the 6th ABAW (2024) distributed the EXPR
+#: labels as ``EXPR_Recognition_Challenge`` (public code of 2024 entries).
+ANNOTATION_DIR_ALIASES: dict[str, tuple[str, ...]] = {"EXPR_Classification_Challenge": ("EXPR_Recognition_Challenge",)}
 
 #: Multi-task (2022 on) CSV layout: one file per split, ``image`` is ``<video>/00001.jpg``.
 MTL_HEADER_PREFIX: tuple[str, ...] = ("image", "valence", "arousal", "expression")
@@ -146,8 +149,8 @@ PROTOCOLS: dict[str, Protocol] = {
     # 5th (CVPR 2023), 6th (CVPR 2024) and 8th (CVPR 2025) ABAW: the VA, EXPR and AU tracks of 2022 on Aff-Wild2
     # (8 expressions, 12 AUs, mean CCC, macro F1, mean per-AU F1, the 2022 annotation folders), results in one file
     # per track. The 7th ABAW (ECCV 2024) ran other tasks on other data: no protocol here. The 6th ABAW's
-    # annotations name the EXPR folder EXPR_Recognition_Challenge (public code of 2024 entries): rename it to
-    # EXPR_Classification_Challenge to read such a root.
+    # annotations name the EXPR folder EXPR_Recognition_Challenge (public code of 2024 entries): read as an alias
+    # (ANNOTATION_DIR_ALIASES).
     "abaw2023": Protocol("abaw2023", EXPR_CLASSES_8, AU_NAMES_12, "f1", "f1", "abaw2022", "single"),
     "abaw2024": Protocol("abaw2024", EXPR_CLASSES_8, AU_NAMES_12, "f1", "f1", "abaw2022", "single"),
     "abaw2025": Protocol("abaw2025", EXPR_CLASSES_8, AU_NAMES_12, "f1", "f1", "abaw2022", "single"),

@@ -161,6 +161,19 @@ def test_other_layouts(tmp_path: Path, layout: str) -> None:
     assert table["n_valid"].sum() > 0 and not table["label_mismatch"].any()
 
 
+def test_the_6th_abaw_expr_folder_name_is_read(tmp_path: Path) -> None:
+    """The 6th ABAW (2024) named the EXPR folder EXPR_Recognition_Challenge: the same entries and labels."""
+    root = make_root(tmp_path / "d", layout="abaw2022", protocol="abaw2022")
+    expected = AffWild2(root).entries("validation", "expr")
+    ann = root / "annotations"
+    (ann / "EXPR_Classification_Challenge").rename(ann / "EXPR_Recognition_Challenge")
+    ds = AffWild2(root, protocol="abaw2024")
+    entries = ds.entries("validation", "expr")
+    assert ds.layout == "abaw2022" and [e.name for e in entries] == [e.name for e in expected]
+    assert "EXPR_Recognition_Challenge" in str(entries[0].annotation_path)
+    assert (ds.labels(entries[0]) == AffWild2(root).labels(entries[0])).all()
+
+
 def test_missing_track_has_no_entries(tmp_path: Path) -> None:
     root = make_root(tmp_path / "d", videos=False)
     for split in tasks.SPLITS:

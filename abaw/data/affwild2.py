@@ -313,7 +313,7 @@ def detect_layout(root: str | Path) -> str:
     if not ann.is_dir():
         raise AbawError(f"no {ANNOTATIONS_DIR}/ folder: not an Aff-Wild2 data root", path=root)
     for layout, dirs in tasks.ANNOTATION_DIRS.items():
-        if any((ann / d).is_dir() for d in dirs.values()):
+        if any((ann / n).is_dir() for d in dirs.values() for n in (d, *tasks.ANNOTATION_DIR_ALIASES.get(d, ()))):
             return layout
     if (ann / MTL_DIR).is_dir():
         return MTL_LAYOUT
@@ -361,7 +361,11 @@ class AffWild2:
         track = tasks.check_track(track)
         if self.layout == MTL_LAYOUT:
             return self.root / ANNOTATIONS_DIR / MTL_DIR / tasks.MTL_FILES[split]
-        return self.root / ANNOTATIONS_DIR / tasks.ANNOTATION_DIRS[self.layout][track] / tasks.SPLIT_DIRS[split]
+        folder = tasks.ANNOTATION_DIRS[self.layout][track]
+        if not (self.root / ANNOTATIONS_DIR / folder).is_dir():  # the 6th ABAW's EXPR folder name, when it is that
+            folder = next((a for a in tasks.ANNOTATION_DIR_ALIASES.get(folder, ())
+                           if (self.root / ANNOTATIONS_DIR / a).is_dir()), folder)
+        return self.root / ANNOTATIONS_DIR / folder / tasks.SPLIT_DIRS[split]
 
     def has(self, split: str, track: str) -> bool:
         return self.annotation_dir(split, track).exists()

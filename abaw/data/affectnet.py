@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from abaw import tasks
 from abaw.errors import AbawError
 from abaw.tasks import AFFECTNET_CLASSES, AFFECTNETC25_CLASSES, EXPR_CLASSES_7, EXPR_CLASSES_8, class_mapping
 from abaw.video.resize import resize
@@ -43,9 +44,7 @@ TARGET_CLASSES: dict[str, tuple[str, ...]] = {
     "affectnetc25": AFFECTNETC25_CLASSES,
     "abaw7": EXPR_CLASSES_7,
     "abaw8": EXPR_CLASSES_8,
-    "abaw2020": EXPR_CLASSES_7,
-    "abaw2021": EXPR_CLASSES_7,
-    "abaw2022": EXPR_CLASSES_8,
+    **{name: protocol.expr_classes for name, protocol in tasks.PROTOCOLS.items()},  # abaw2020 ... abaw2025
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -15,21 +15,27 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[1]
 
 
+def _torchrun_train(cfg: dict, root: Path, tmp_path: Path, epochs: int) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=2 train_affwild2.py`` on track 1 with config ``cfg``; asserts it succeeded."""
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(PROJECT / "train_affwild2.py"), "-c", str(path), "--track", "1", "--face", "--epochs", str(epochs),
+           "--hidden_size", "8", "--data-root", str(root), "--out", str(tmp_path / "runs"), "--json"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_matches_single_process_evaluation(tiny_root_ro: Path, tmp_path: Path) -> None:
     from abaw.train.evaluate import evaluate_run
 
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"name": "ddp", "model": {"name": "demo_face", "kwargs": {"image_size": 32}},
-                               "data": {"duration": 8, "batch_size": 2},
-                               "train": {"progress": False, "threads": 1}}))
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                             "MASTER_PORT")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(PROJECT / "train_affwild2.py"), "-c", str(cfg), "--track", "1", "--face", "--epochs", "2",
-           "--hidden_size", "8", "--data-root", str(tiny_root_ro), "--out", str(tmp_path / "runs"), "--json"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _torchrun_train({"name": "ddp", "model": {"name": "demo_face", "kwargs": {"image_size": 32}},
+                            "data": {"duration": 8, "batch_size": 2}, "train": {"progress": False, "threads": 1}},
+                           tiny_root_ro, tmp_path, epochs=2)
     out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
     run = Path(out["run_dir"])
     info = json.loads((run / "run.json").read_text())
@@ -53,18 +59,10 @@ def test_torchrun_cached_mode_every_rank_extracts_its_share(tiny_root: Path, tmp
     names (no rank works alone while the other waits), and every name's file is written exactly once."""
     from abaw.train.extract import all_videos
 
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"name": "ddp_cached", "model": {"name": "demo_face",
-                                                               "kwargs": {"backbone": "tiny_cnn", "image_size": 32}},
-                               "data": {"duration": 8, "batch_size": 2, "mode": "cached"},
-                               "train": {"progress": False, "threads": 1}}))
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
-                                                             "MASTER_PORT")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(PROJECT / "train_affwild2.py"), "-c", str(cfg), "--track", "1", "--face", "--epochs", "1",
-           "--hidden_size", "8", "--data-root", str(tiny_root), "--out", str(tmp_path / "runs"), "--json"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _torchrun_train({"name": "ddp_cached",
+                            "model": {"name": "demo_face", "kwargs": {"backbone": "tiny_cnn", "image_size": 32}},
+                            "data": {"duration": 8, "batch_size": 2, "mode": "cached"},
+                            "train": {"progress": False, "threads": 1}}, tiny_root, tmp_path, epochs=1)
     written = [int(line.split(": ")[-1].split(" written")[0]) for line in proc.stderr.splitlines()
                if "extract face ->" in line and " written" in line]
     names = all_videos(tiny_root, "abaw2021")

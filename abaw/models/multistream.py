@@ -147,17 +147,21 @@ class MultiStreamModel(nn.Module):
         self.tasks = config.tasks
         self.stream_names = config.streams
         self.streams = nn.ModuleDict({s: self._make_stream(s) for s in config.streams})
-        widths = {s: stream.out_features for s, stream in self.streams.items()}
-        rnn_kwargs = dict(cell_type=config.cell_type, hidden_size=config.hidden_size, num_layers=config.num_layers,
-                          bidirectional=config.bidirectional, dropout=config.dropout)
-        if config.fusion == "early":
-            self.fusion: nn.Module = EarlyFusion(widths, **rnn_kwargs)
-        else:
-            self.fusion = LateFusion(widths, mode=config.late_fusion, fusion_dim=config.fusion_dim, **rnn_kwargs)
+        self.fusion = self._make_fusion({s: stream.out_features for s, stream in self.streams.items()})
         self.embedding_dim = self.fusion.out_features
         self.heads = TaskHeads(self.embedding_dim, self.tasks, self.protocol, dropout=config.head_dropout)
 
     # ---- construction -------------------------------------------------------------------------------------------
+    def _make_fusion(self, widths: dict[str, int]) -> nn.Module:
+        """The temporal model over the streams' per-frame features (``out_features`` wide): early or late RNN
+        fusion; subclasses put another temporal model here."""
+        cfg = self.config
+        rnn_kwargs = dict(cell_type=cfg.cell_type, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                          bidirectional=cfg.bidirectional, dropout=cfg.dropout)
+        if cfg.fusion == "early":
+            return EarlyFusion(widths, **rnn_kwargs)
+        return LateFusion(widths, mode=cfg.late_fusion, fusion_dim=cfg.fusion_dim, **rnn_kwargs)
+
     def _backbone_name(self, stream: str) -> str:
         if stream == "audio":
             return self.config.audio_backbone

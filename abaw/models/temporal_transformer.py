@@ -29,10 +29,8 @@ from torch import nn
 
 from abaw import schema
 from abaw.errors import AbawError
-from abaw.models.heads import TaskHeads
 from abaw.models.multistream import ModelConfig, MultiStreamModel, _convert, resolve_config
 from abaw.schema import option
-from abaw.tasks import get_protocol
 
 POSITIONS: tuple[str, ...] = ("sinusoidal", "learned", "relative", "none")
 #: ModelConfig options of the RNN fusion that this model does not have (their defaults are accepted).
@@ -190,16 +188,10 @@ class TemporalTransformer(MultiStreamModel):
     """``MultiStreamModel`` (streams, heads, the model contract) with a transformer encoder as the temporal model."""
 
     def __init__(self, config: TransformerConfig, name: str = "temporal_transformer"):
-        nn.Module.__init__(self)  # MultiStreamModel.__init__ would build the RNN fusion
-        self.model_name = name
-        self.config = config
-        self.protocol = get_protocol(config.protocol)
-        self.tasks = config.tasks
-        self.stream_names = config.streams
-        self.streams = nn.ModuleDict({s: self._make_stream(s) for s in config.streams})
-        self.fusion = FrameTransformer({s: stream.out_features for s, stream in self.streams.items()}, config)
-        self.embedding_dim = self.fusion.out_features
-        self.heads = TaskHeads(self.embedding_dim, self.tasks, self.protocol, dropout=config.head_dropout)
+        super().__init__(config, name=name)
+
+    def _make_fusion(self, widths: dict[str, int]) -> nn.Module:
+        return FrameTransformer(widths, self.config)
 
     def forward(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         mask = self.frame_mask(inputs, mask)

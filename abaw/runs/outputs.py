@@ -62,15 +62,25 @@ class Run:
         """The run's prediction table of ``split`` sorted by name and frame (only ``columns`` besides the keys)."""
         return read_predictions(self.predictions_path(split), columns, run=self.run_id)
 
-    def embedding(self, split: str, name: str) -> np.ndarray:
-        """The per-frame embedding ``(n_frames, F)`` of one name, as float32."""
-        path = self.path / "embeddings" / split / f"{name}.npy"
+    def embedding_path(self, split: str, name: str) -> Path:
+        return self.path / "embeddings" / split / f"{name}.npy"
+
+    def open_embedding(self, split: str, name: str) -> np.ndarray:
+        """The per-frame embedding ``(n_frames, F)`` of one name, memory-mapped (nothing read yet) and checked."""
+        path = self.embedding_path(split, name)
         if not path.is_file():
             raise AbawError(f"run {self.run_id} has no embedding for video {name}", path=path)
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise AbawError(f"cannot read the embedding: {exc}", path=path) from None
         if arr.ndim != 2:
             raise AbawError(f"embedding must be 2-D (n_frames, F), got shape {arr.shape}", path=path)
-        return arr.astype(np.float32)
+        return arr
+
+    def embedding(self, split: str, name: str) -> np.ndarray:
+        """The per-frame embedding ``(n_frames, F)`` of one name, as float32."""
+        return np.asarray(self.open_embedding(split, name), dtype=np.float32)
 
     def has_embeddings(self, split: str) -> bool:
         return (self.path / "embeddings" / split).is_dir()

@@ -132,7 +132,8 @@ class SplitTable:
                 vemb = embedding_rows(self.source, self.split, name, frames[s:e])
                 if vemb.shape[1] != self.emb_dim:
                     raise AbawError(f"run {self.source.run_id}: embedding of video {name} has {vemb.shape[1]} "
-                                    f"columns, others {self.emb_dim}", path=self._emb_path(name))
+                                    f"columns, others {self.emb_dim}",
+                                    path=self.source.embedding_path(self.split, name))
                 emb[at: at + n] = vemb
             if win is not None and lengths is not None:
                 vwin, vlen = window_rows(face, block)
@@ -141,22 +142,12 @@ class SplitTable:
             at += n
         return Chunk(rows, x, emb, n_stats, win, lengths)
 
-    def _emb_path(self, name: str) -> Path:
-        return self.source.path / "embeddings" / self.split / f"{name}.npy"
 
 
 def embedding_rows(source: Run, split: str, name: str, frames: np.ndarray) -> np.ndarray:
     """The embedding rows of ``frames`` (1-based) of one video, read through a memory map that is then closed (so
     only these rows count in the process's memory); float16 stays float16, anything else becomes float32."""
-    path = source.path / "embeddings" / split / f"{name}.npy"
-    if not path.is_file():
-        raise AbawError(f"run {source.run_id} has no embedding for video {name}", path=path)
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise AbawError(f"cannot read the embedding: {exc}", path=path) from None
-    if arr.ndim != 2:
-        raise AbawError(f"embedding must be 2-D (n_frames, F), got shape {arr.shape}", path=path)
+    path, arr = source.embedding_path(split, name), source.open_embedding(split, name)
     if len(frames) and frames.max() > len(arr):
         raise AbawError(f"run {source.run_id}: embedding of video {name} has {len(arr)} frames but frame "
                         f"{frames.max()} is predicted", path=path)
@@ -167,15 +158,7 @@ def embedding_rows(source: Run, split: str, name: str, frames: np.ndarray) -> np
 
 def embedding_spec(source: Run, split: str, name: str) -> tuple[int, Any]:
     """F and the dtype rows are kept in (float16 or float32), from the header of one video's embedding file."""
-    path = source.path / "embeddings" / split / f"{name}.npy"
-    if not path.is_file():
-        raise AbawError(f"run {source.run_id} has no embedding for video {name}", path=path)
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise AbawError(f"cannot read the embedding: {exc}", path=path) from None
-    if arr.ndim != 2:
-        raise AbawError(f"embedding must be 2-D (n_frames, F), got shape {arr.shape}", path=path)
+    arr = source.open_embedding(split, name)
     return int(arr.shape[1]), np.float16 if arr.dtype == np.float16 else np.float32
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
+from abaw.apps.image_backbones import RANDOM_BACKBONE, with_available_weights
 from abaw.apps.session import exclusive, temporary_env
 from abaw.errors import AbawError
 from abaw.fileio import write_json, write_text
@@ -31,15 +32,12 @@ from abaw.runs import database
 from abaw.runs.info import config_hash, read_json, read_run_info
 from abaw.runs.seeds import config_seed
 from abaw.runs.test_scores import has_test_score, write_test_score
-from abaw.tasks import DEFAULT_PROTOCOL, ENCODED_STREAMS, IMAGE_STREAMS, TEST_SPLIT, TRACKS
+from abaw.tasks import DEFAULT_PROTOCOL, ENCODED_STREAMS, TEST_SPLIT, TRACKS
 
 log = logging.getLogger(__name__)
 
 START = "<!-- ablation:start -->"
 END = "<!-- ablation:end -->"
-#: Image streams without a local copy of their ImageNet weights get this CNN, frozen at random (as in ``abaw demo``:
-#: a random MobileNetV2's features vanish in the float16 cache).
-RANDOM_BACKBONE = "tiny_cnn"
 #: Where ``abaw demo --out D`` leaves its face CNN pretrained on synthetic AffectNet, relative to its data root D/data.
 DEMO_FACE_CNN = Path("..") / "pretrain"
 DEFAULT_TRACKS: tuple[str, ...] = ("va", "expr")
@@ -200,21 +198,9 @@ def train_config(ab: Ablation, track: str, variant: Variant, seed: int) -> dict[
         overrides["model.kwargs.face_backbone"] = _checkpoint_backbone(ab.pretrained_face)
         overrides["model.kwargs.pretrained_face"] = str(ab.pretrained_face)
     cfg = resolve(find_preset(preset), overrides)
-    kwargs = cfg["model"]["kwargs"]
-    uses_imagenet = any(s in IMAGE_STREAMS and (s != "face" or not kwargs.get("pretrained_face"))
-                        for s in cfg["data"]["streams"])
-    if uses_imagenet and kwargs.get("pretrained") is True and kwargs.get("backbone"):
-        from abaw.models.backbones import imagenet_weights
-
-        try:  # offline (ABAW_OFFLINE=1): a local copy or an error, never a download
-            imagenet_weights(kwargs["backbone"])
-        except AbawError:
-            ab.note(f"no local copy of the ImageNet weights of {kwargs['backbone']} ($ABAW_WEIGHTS_DIR or the weights "
-                    f"cache), so the image streams using it get a frozen random {RANDOM_BACKBONE}")
-            cfg = resolve(cfg, {"model.kwargs.pretrained": False, "model.kwargs.backbone": RANDOM_BACKBONE})
-    elif not uses_imagenet and kwargs.get("pretrained") is True:  # no stream uses it: say so in the run's config
-        cfg = resolve(cfg, {"model.kwargs.pretrained": False})
-    return cfg
+    return with_available_weights(cfg, lambda backbone: ab.note(
+        f"no local copy of the ImageNet weights of {backbone} ($ABAW_WEIGHTS_DIR or the weights cache), so the image "
+        f"streams using it get a frozen random {RANDOM_BACKBONE}"))
 
 
 def temporal_config(ab: Ablation, variant: Variant, seed: int) -> dict[str, Any]:

@@ -29,13 +29,14 @@ from typing import Any
 
 from rich.console import Console
 
+from abaw.apps.image_backbones import RANDOM_BACKBONE, with_available_weights
 from abaw.apps.session import exclusive, temporary_env
 from abaw.errors import AbawError
 from abaw.fileio import write_json
 from abaw.presets import find_preset
 from abaw.runs import database, leaderboard
 from abaw.runs.info import read_json, read_run_info
-from abaw.tasks import DEFAULT_PROTOCOL, IMAGE_STREAMS, TRACKS, get_protocol, split_two_person
+from abaw.tasks import DEFAULT_PROTOCOL, TRACKS, get_protocol, split_two_person
 from abaw.train.config import resolve
 
 #: Summary key of a stage that finished with a part failing: its results are used, and it runs again next time.
@@ -222,11 +223,6 @@ def stage_pretrain(demo: Demo) -> dict[str, Any]:
     return summary
 
 
-#: Image streams without a local copy of their ImageNet weights use this CNN, frozen at its random initialisation:
-#: its features keep the colours and shapes (a random MobileNetV2's shrink to about 1e-9 through its 50 layers and
-#: are stored as zeros in the float16 cache, which left the body and context streams carrying nothing).
-RANDOM_BACKBONE = "tiny_cnn"
-
 #: The demo presets (``configs/<name>.json``), one training stage each.
 DEMO_PRESETS: dict[str, str] = {"va": "demo_va", "expr": "demo_expr", "au": "demo_au", "multitask": "demo_multitask"}
 TEMPORAL_PRESET = "cnu_adl_temporal"
@@ -254,27 +250,17 @@ def _train_config(demo: Demo, preset: str) -> dict[str, Any]:
         overrides["model.kwargs.face_backbone"] = pretrained["backbone"]
         overrides["model.kwargs.pretrained_face"] = pretrained["checkpoint"]
     cfg = resolve(find_preset(preset), overrides)
-    kwargs = cfg["model"]["kwargs"]
+
+    def missing(backbone: str) -> None:
+        if preset not in demo.notes:
+            demo.notes.add(preset)
+            demo.console.print(f"  [yellow]note[/yellow]: {preset}: no local copy of the ImageNet weights of "
+                               f"{backbone} ($ABAW_WEIGHTS_DIR or the weights cache; the demo never downloads), so "
+                               f"the streams using it get a frozen random {RANDOM_BACKBONE}")
+
     # The preset's ImageNet CNN still serves the image streams without a backbone of their own (all of them without
     # the pretrain stage; all but the face with it).
-    uses_imagenet = any(s in IMAGE_STREAMS and (s != "face" or not kwargs.get("pretrained_face"))
-                        for s in cfg["data"]["streams"])
-    if uses_imagenet and kwargs.get("pretrained") is True and kwargs.get("backbone"):
-        from abaw.models.backbones import imagenet_weights
-
-        try:  # the demo runs with ABAW_OFFLINE=1: this finds a local copy or fails, never downloads
-            imagenet_weights(kwargs["backbone"])
-        except AbawError:
-            if preset not in demo.notes:
-                demo.notes.add(preset)
-                demo.console.print(f"  [yellow]note[/yellow]: {preset}: no local copy of the ImageNet weights of "
-                                   f"{kwargs['backbone']} ($ABAW_WEIGHTS_DIR or the weights cache; the demo never "
-                                   f"downloads), so the streams using it get a frozen random {RANDOM_BACKBONE}")
-            # not a random MobileNetV2: its features vanish (about 1e-9, all zeros in the float16 cache)
-            cfg = resolve(cfg, {"model.kwargs.pretrained": False, "model.kwargs.backbone": RANDOM_BACKBONE})
-    elif not uses_imagenet and kwargs.get("pretrained") is True:  # no stream uses it: say so in the run's config
-        cfg = resolve(cfg, {"model.kwargs.pretrained": False})
-    return cfg
+    return with_available_weights(cfg, missing)
 
 
 def _extract(demo: Demo, cfg: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from rich.table import Table
 
 from abaw.fileio import write_text
 from abaw.runs import database
-from abaw.runs.choices import TERMINAL_TOP  # noqa: F401 (re-exported: scripts/bench_leaderboard.py)
 from abaw.runs.folder import UNFINISHED
 from abaw.runs.reference_scores import ReferenceScore, reference_scores
 from abaw.runs.seeds import group_hash

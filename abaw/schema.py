@@ -211,3 +211,22 @@ def build(cls: type, values: dict[str, Any]) -> Any:
             value = float(value)
         out[key] = value
     return cls(**out)
+
+
+def set_dotted(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data.batch_size`` style keys (creating sections)."""
+    node = cfg
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def get_dotted(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """The value at a ``data.batch_size`` style key, or ``default`` when a section or the key is missing."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from abaw.runs.info import _without, config_hash, read_json
+from abaw.schema import get_dotted
 
 #: Where configs keep their seed: training configs under ``train``, temporal (and other top-level) configs at the top.
 SEED_KEYS: tuple[str, ...] = ("train.seed", "seed")
@@ -20,21 +21,12 @@ SOURCE_KEY = "source"
 SOURCE_DIR_KEY = "source_dir"
 
 
-def _get(config: dict[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def config_seed(config: dict[str, Any]) -> int | None:
     """The seed a config trains with (``train.seed``, else a top-level ``seed``); None when it names none."""
     if not isinstance(config, dict):
         return None
     for key in SEED_KEYS:
-        value = _get(config, key)
+        value = get_dotted(config, key)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None

@@ -19,7 +19,7 @@ from typing import Any
 from abaw import schema
 from abaw.errors import AbawError
 from abaw.presets import read_preset
-from abaw.schema import option, section
+from abaw.schema import option, section, set_dotted
 from abaw.tasks import PROTOCOLS, TRACKS
 
 STREAMS: tuple[str, ...] = ("face", "body", "context", "audio", "landmarks")
@@ -179,24 +179,6 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def load_json(path: str | Path) -> dict[str, Any]:
     """A preset file with its parents (``"extends"``) merged in; every file is checked, errors name it."""
     return read_preset(path, check=lambda data, where: validate(data, where, check_root=False), merge=merge)
-
-
-def set_dotted(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``data.batch_size`` style keys (creating sections)."""
-    node = cfg
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-
-
-def get_dotted(cfg: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def parse_override(text: str) -> tuple[str, Any]:

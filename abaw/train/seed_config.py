@@ -283,7 +283,8 @@ def _is_model(name: str) -> bool:
 
 def _check_values(r: _Reader, path: str | Path | None) -> None:
     """Each mapped value against abaw's schema, named by its seed key (types and ranges)."""
-    from abaw.train.config import set_dotted, validate
+    from abaw.schema import set_dotted
+    from abaw.train.config import validate
 
     seed_key = {"data.batch_size": "data_loader.batch_size", "data.duration": "data_loader.duration",
                 "data.workers": "data_loader.num_workers", "optim.lr": "optimizer.args.lr",

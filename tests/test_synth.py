@@ -231,7 +231,7 @@ def test_expr_learnable_from_crops(tmp_path: Path) -> None:
     from sklearn.metrics import f1_score
 
     root = tmp_path / "data"
-    generate(root, videos=8, frames=100, seed=1)
+    generate(root, videos=8, frames=100, seed=1, cues={"face_masking": 0.0})  # masking: the face is not the label
 
     def load(split: str) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
@@ -320,6 +320,34 @@ def test_hidden_test_labels(tiny_root_ro: Path) -> None:
     assert not list((root / "annotations").rglob("Test_Set"))
 
 
+def test_splits_are_stratified_on_the_labels() -> None:
+    """Validation and test get the same mix of expressions, AUs and two-person videos, far closer than a random split
+    of the same sizes; the split sizes and a video assigned beforehand are kept."""
+    from abaw.synth.dataset import _plan_splits, _split_sizes, label_profile
+    from abaw.synth.render import VideoSpec
+
+    n = 40
+    specs = [VideoSpec(video=f"v{i}", seed=(3, i), frames=80, fps=25.0, width=320, height=240,
+                       two_person=i % 8 == 0) for i in range(n)]
+    profiles = np.stack([label_profile(s) for s in specs])
+    assert profiles.shape == (n, 3 + 2 + len(tasks.EXPR_CLASSES_8) + 12 + 1) and profiles[:, -1].sum() == 5
+    assert not label_profile(specs[0], {"va"})[[1, 2, 5, 6, 7]].any()  # only the tracks a video is in count
+
+    def gap(split: list[str]) -> float:
+        shares = [profiles[np.array(split) == s].sum(axis=0) / profiles.sum(axis=0) for s in ("validation", "test")]
+        return float(np.abs(shares[0] - shares[1])[5:5 + len(tasks.EXPR_CLASSES_8)].max())
+
+    split = _plan_splits(np.random.default_rng(0), profiles, first={8: "test"})
+    assert split[8] == "test"
+    assert {s: split.count(s) for s in ("train", "validation", "test")} == _split_sizes(n) == {
+        "train": 20, "validation": 10, "test": 10}
+    rng = np.random.default_rng(0)
+    random_gaps = [gap(list(rng.permutation(split))) for _ in range(20)]
+    assert gap(split) < 0.5 * float(np.median(random_gaps)), (gap(split), random_gaps)
+    assert _plan_splits(np.random.default_rng(0), profiles[:1]) == ["train"]
+    assert sorted(_plan_splits(np.random.default_rng(0), profiles[:2])) == ["train", "validation"]
+
+
 def test_cue_strengths() -> None:
     from abaw.errors import AbawError
     from abaw.synth.params import Cues, make_cues, parse_cue
@@ -329,12 +357,18 @@ def test_cue_strengths() -> None:
     for bad in ({"nope": 1}, {"talk": -1}, {"talk": "x"}):
         with pytest.raises(AbawError):
             make_cues(bad)
-    # the face shows the labelled actions exactly without per-frame jitter, and noisily with it
-    clean = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.0))
+    # without masking the face shows the labelled actions exactly without per-frame jitter, and noisily with it
+    clean = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.0, face_masking=0.0))
     assert np.array_equal(clean.shown, clean.actions)
-    noisy = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.3))
+    noisy = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.3, face_masking=0.0))
     assert np.array_equal(noisy.au, clean.au)  # the labels do not see the jitter
     assert np.abs(np.diff(noisy.shown[:, :12], axis=0)).mean() > 0.15
+    # a masking face shows a trace of the felt actions: the expression label follows the feeling, the AUs the face
+    masking = simulate_person(np.random.default_rng(0), 2000, 25.0, Cues(face_noise=0.0, face_masking=0.5))
+    hidden = masking.masked > 0.99
+    assert 0.3 < hidden.mean() < 0.7
+    assert (masking.shown[hidden, :12] <= 0.15 * masking.actions[hidden, :12] + 0.3 + 1e-9).all()
+    assert masking.au[hidden].mean() < 0.02 and (masking.expr[hidden] != 0).mean() > 0.3
     # arousal the face does not show widens arousal beyond what the expression explains
     flat = simulate_person(np.random.default_rng(0), 2000, 25.0, Cues(arousal_hidden=0.0))
     hidden = simulate_person(np.random.default_rng(0), 2000, 25.0, Cues(arousal_hidden=0.4))

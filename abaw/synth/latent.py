@@ -74,6 +74,7 @@ class AffectTrack:
     va: np.ndarray  # (n, 2) valence, arousal in [-1, 1]
     expr: np.ndarray  # (n,) int index into STATES, read back from the action pattern
     au: np.ndarray  # (n, 12) int 0/1
+    masked: np.ndarray | None = None  # (n,) in [0, 1]: how much the face hides the feeling in each frame
 
 
 def ou_process(rng: np.random.Generator, n: int, tau: float, sigma: float, dims: int = 1) -> np.ndarray:
@@ -148,6 +149,26 @@ def speech_activity(rng: np.random.Generator, arousal: np.ndarray, fps: float, t
     return env * talking, talking
 
 
+#: How much of the felt actions a masking face still shows (a trace, near the per-frame jitter of the display).
+MASKED_TRACE = 0.15
+
+
+def masking_episodes(rng: np.random.Generator, n: int, fps: float, fraction: float) -> np.ndarray:
+    """(n,) in [0, 1]: episodes of 1-3 s covering about ``fraction`` of the time in which the face masks the
+    expression, with onsets and offsets of about 150 ms."""
+    out = np.zeros(n)
+    if fraction <= 0:
+        return out
+    fraction = min(fraction, 0.9)
+    mean_gap = 2.0 * (1.0 - fraction) / fraction  # seconds between episodes of 2 s on average
+    t = int(rng.exponential(mean_gap) * fps)
+    while t < n:
+        dur = int(rng.uniform(1.0, 3.0) * fps)
+        out[t:t + dur] = 1.0
+        t += dur + int(rng.exponential(mean_gap) * fps) + 1
+    return np.clip(low_pass(out, 0.15 * fps), 0.0, 1.0)
+
+
 def read_expression(actions: np.ndarray, protos: np.ndarray) -> np.ndarray:
     """The expression an observer reads from the action pattern: the prototype that best explains the actions
     (least squares with a non-negative scale); neutral when no prototype is expressed at scale 0.3 or more."""
@@ -192,11 +213,19 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float, cues: Cues | N
     actions[:, CH["blink"]] = blinks(rng, n, fps)
     actions = np.clip(actions, 0.0, 1.0)
 
-    au = (actions[:, :N_LABELLED] > AU_THRESHOLD).astype(np.int64)
+    # a masking face shows a trace of the felt actions (speech still parts the lips); the expression label follows
+    # the feeling (annotators hear the voice and see the body), the AU labels what the face visibly does
+    masked = masking_episodes(rng, n, fps, cues.face_masking)
+    displayed = actions.copy()
+    displayed[:, : CH["blink"]] *= 1.0 - (1.0 - MASKED_TRACE) * masked[:, None]
+    displayed[:, CH["AU25"]] = np.maximum(displayed[:, CH["AU25"]], 0.3 * env * masked)
+    displayed[:, CH["AU26"]] = np.maximum(displayed[:, CH["AU26"]], 0.1 * env * masked)
+    au = (displayed[:, :N_LABELLED] > AU_THRESHOLD).astype(np.int64)
     expr = read_expression(actions, protos)
     # each frame shows the actions with independent jitter (blinks and speech excepted): one frame is a noisy view,
     # a few frames together are not
-    shown = actions.copy()
+    shown = displayed.copy()
     jitter = rng.standard_normal((n, CH["blink"])) * cues.face_noise
-    shown[:, : CH["blink"]] = np.clip(actions[:, : CH["blink"]] + jitter, 0.0, 1.0)
-    return AffectTrack(state=state, weights=weights, actions=actions, shown=shown, va=va, expr=expr, au=au)
+    shown[:, : CH["blink"]] = np.clip(displayed[:, : CH["blink"]] + jitter, 0.0, 1.0)
+    return AffectTrack(state=state, weights=weights, actions=actions, shown=shown, va=va, expr=expr, au=au,
+                       masked=masked)

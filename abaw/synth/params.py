@@ -24,6 +24,10 @@ class Cues:
     #: Face: fraction of frames in which a hand flicks across part of the face for that frame only (the label
     #: stays; a single frame is misleading, its neighbours are not).
     face_occlusion: float = 0.1
+    #: Face: fraction of the time a person masks the expression (social display rules): episodes of 1-3 s in which
+    #: the face shows only a trace of the actions while voice and body still show the feeling. The expression and
+    #: VA labels follow the feeling; the AU labels follow what the face visibly does, as AU coders code movement.
+    face_masking: float = 0.3
     #: Arousal not shown by the face (sd of a slow component): what body and voice carry beyond the expression.
     arousal_hidden: float = 0.2
     #: Audio: how much loudness and pitch follow arousal (1 = up to an octave and 7x louder over the range).
@@ -32,7 +36,7 @@ class Cues:
     audio_valence: float = 0.25
     #: Audio: how much the voice's quality shows the expression (laughter in happiness, a pressed voice in anger and
     #: disgust, a dark voice in sadness, a tremor in fear): what a voice says about the category beyond arousal.
-    audio_expression: float = 1.0
+    audio_expression: float = 1.5
     #: Audio: how much of the time a person talks (scaled up with arousal); silent otherwise (room noise only).
     talk: float = 0.5
     #: Body: gain of arm openness, gestures and sway on arousal.

@@ -93,6 +93,13 @@ def _back_of_head(img: np.ndarray, ident: Identity, pose: Pose) -> None:
                 np.degrees(pose.roll), 0, 360, hair, -1, cv2.LINE_AA)
 
 
+def simulate_people(spec: VideoSpec, rng: np.random.Generator | None = None) -> list[AffectTrack]:
+    """The latent affect of each person of a video: the first draws of the video's random stream, so the planner can
+    see a video's labels (to stratify the splits) before it is rendered, and the renderer go on from there."""
+    rng = rng if rng is not None else np.random.default_rng(list(spec.seed))
+    return [simulate_person(rng, spec.frames, spec.fps, spec.cues) for _ in names_for(spec.video, spec.two_person)]
+
+
 def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
     """Write ``videos/<video>.mp4``, ``cropped_aligned/<name>/``, ``boxes/<video>.csv``; return the labels."""
     cv2.setNumThreads(1)
@@ -101,7 +108,7 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
     names = names_for(spec.video, spec.two_person)
     n_people = len(names)
     cues = spec.cues
-    tracks: list[AffectTrack] = [simulate_person(rng, n, fps, cues) for _ in range(n_people)]
+    tracks = simulate_people(spec, rng)
     idents = [random_identity(rng) for _ in range(n_people)]
     room = random_room(rng, w, h)
     if n_people == 1:

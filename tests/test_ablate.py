@@ -28,9 +28,10 @@ More text.
 
 def test_variants_are_data_over_shipped_presets() -> None:
     names = ablate.variant_names()
-    assert names[:7] == ["face", "body", "context", "audio", "early_fusion", "late_fusion", "per_frame"]
+    assert names[:8] == ["face", "body", "context", "audio", "early_fusion", "late_fusion", "face_audio", "per_frame"]
     by_name = {v.name: v for v in ablate.VARIANTS}
     assert by_name["late_fusion"].overrides["model.kwargs.fusion"] == "late"
+    assert by_name["face_audio"].overrides["data.streams"] == ["face", "audio"]
     assert by_name["temporal_stats"].kind == "temporal" and by_name["temporal_stats"].source == "per_frame"
     # a temporal variant brings its source; the transformer is in when its presets are shipped
     assert [v.name for v in ablate.select_variants(["temporal_stats"], ("va",))] == ["per_frame", "temporal_stats"]

@@ -330,17 +330,18 @@ def test_splits_are_stratified_on_the_labels() -> None:
     specs = [VideoSpec(video=f"v{i}", seed=(3, i), frames=80, fps=25.0, width=320, height=240,
                        two_person=i % 8 == 0) for i in range(n)]
     profiles = np.stack([label_profile(s) for s in specs])
-    assert profiles.shape == (n, 3 + 2 + len(tasks.EXPR_CLASSES_8) + 12 + 1) and profiles[:, -1].sum() == 5
-    assert not label_profile(specs[0], {"va"})[[1, 2, 5, 6, 7]].any()  # only the tracks a video is in count
+    n_va = 4 + 4 + 3 + 3
+    assert profiles.shape == (n, 3 + n_va + len(tasks.EXPR_CLASSES_8) + 12 + 1) and profiles[:, -1].sum() == 5
+    assert not label_profile(specs[0], {"va"})[[1, 2] + list(range(3 + n_va, 3 + n_va + 20))].any()  # tracks it is in
 
     def gap(split: list[str]) -> float:
         shares = [profiles[np.array(split) == s].sum(axis=0) / profiles.sum(axis=0) for s in ("validation", "test")]
-        return float(np.abs(shares[0] - shares[1])[5:5 + len(tasks.EXPR_CLASSES_8)].max())
+        return float(np.abs(shares[0] - shares[1])[3 + n_va:3 + n_va + len(tasks.EXPR_CLASSES_8)].max())
 
     split = _plan_splits(np.random.default_rng(0), profiles, first={8: "test"})
     assert split[8] == "test"
     assert {s: split.count(s) for s in ("train", "validation", "test")} == _split_sizes(n) == {
-        "train": 20, "validation": 10, "test": 10}
+        "train": 16, "validation": 12, "test": 12}
     rng = np.random.default_rng(0)
     random_gaps = [gap(list(rng.permutation(split))) for _ in range(20)]
     assert gap(split) < 0.5 * float(np.median(random_gaps)), (gap(split), random_gaps)

@@ -199,11 +199,20 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float, cues: Cues | N
     actions = weights @ protos
     actions += ou_process(rng, n, 0.4 * fps, 0.07, len(CHANNELS))  # idiosyncratic micro-movements
     pos = np.array([CIRCUMPLEX[s] for s in STATES])  # (k, 2)
-    mood = rng.normal(0.0, [0.12, 0.15])
-    va = weights @ pos + mood
-    va += ou_process(rng, n, 3.0 * fps, 0.12, 2) + ou_process(rng, n, 0.3 * fps, 0.03, 2)
-    # arousal the face does not show (body and voice do): a slow activation of its own
-    va[:, 1] += ou_process(rng, n, 2.0 * fps, cues.arousal_hidden)[:, 0]
+    mood = rng.normal(0.0, [0.12, 0.1])
+    drift = ou_process(rng, n, 3.0 * fps, 0.12, 2)
+    va = weights @ pos + mood + drift + ou_process(rng, n, 0.3 * fps, 0.03, 2)
+    # the slow valence (mood and drift) shows as a tonic expression: a faint smile, or a faint frown and lowered lip
+    # corners, below the AU labels' threshold
+    tonic = cues.face_tonic * (mood[0] + drift[:, 0])
+    up, down = np.clip(tonic, 0.0, 0.35), np.clip(-tonic, 0.0, 0.35)
+    actions[:, CH["AU12"]] += up
+    actions[:, CH["AU6"]] += 0.5 * up
+    actions[:, CH["AU4"]] += 0.6 * down
+    actions[:, CH["AU15"]] += down
+    # arousal the face does not show (body and voice do): an activation of its own over about a second (slower, it
+    # was mostly a per-person offset of a short clip, which the pooled CCC of a few dozen people turned into noise)
+    va[:, 1] += ou_process(rng, n, 1.0 * fps, cues.arousal_hidden)[:, 0]
     va = np.clip(va, -0.98, 0.98)
 
     env, _ = speech_activity(rng, va[:, 1], fps, cues.talk)

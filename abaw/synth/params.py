@@ -28,6 +28,10 @@ class Cues:
     #: the face shows only a trace of the actions while voice and body still show the feeling. The expression and
     #: VA labels follow the feeling; the AU labels follow what the face visibly does, as AU coders code movement.
     face_masking: float = 0.3
+    #: Face: gain of the tonic display of the slow valence (the person's mood and its drift over seconds): a faint
+    #: smile or frown, below the AU threshold. Without it a tenth of valence was a per-person offset only the scene
+    #: showed, and half the face model's error was in the per-person means.
+    face_tonic: float = 1.5
     #: Arousal not shown by the face (sd of a slow component): what body and voice carry beyond the expression.
     arousal_hidden: float = 0.2
     #: Audio: how much loudness and pitch follow arousal (1 = up to an octave and 7x louder over the range).

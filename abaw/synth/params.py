@@ -27,7 +27,7 @@ class Cues:
     #: Face: fraction of the time a person masks the expression (social display rules): episodes of 1-3 s in which
     #: the face shows only a trace of the actions while voice and body still show the feeling. The expression and
     #: VA labels follow the feeling; the AU labels follow what the face visibly does, as AU coders code movement.
-    face_masking: float = 0.3
+    face_masking: float = 0.1
     #: Face: gain of the tonic display of the slow valence (the person's mood and its drift over seconds): a faint
     #: smile or frown, below the AU threshold. Without it a tenth of valence was a per-person offset only the scene
     #: showed, and half the face model's error was in the per-person means.

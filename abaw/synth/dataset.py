@@ -61,7 +61,7 @@ def label_profile(spec: VideoSpec, tracks: set[str] | frozenset[str] = frozenset
     expression state and active frames of each AU; last, its second person (simulated from the video's seed before
     it is rendered)."""
     people = simulate_people(spec)
-    edges = [-0.3, 0.0, 0.3]  # frames per band of valence and of arousal, and people per band of their means
+    edges = [-0.3, 0.0, 0.3]
     va = np.concatenate([np.bincount(np.digitize(np.concatenate([p.va[:, k] for p in people]), edges), minlength=4)
                          for k in (0, 1)]
                         + [np.bincount(np.digitize([p.va[:, k].mean() for p in people], [-0.1, 0.1]), minlength=3)
@@ -98,6 +98,10 @@ def _plan_splits(rng: np.random.Generator, profiles: np.ndarray, first: dict[int
         held[k] += x[i]
         left[k] -= 1
 
+    def misfit(rows: np.ndarray, k: int | np.ndarray) -> np.ndarray:
+        """Squared relative shortfall or excess of split(s) ``k`` holding ``rows`` (each split's share is 1)."""
+        return ((rows / share[k][..., None] - 1.0) ** 2).sum(axis=-1)
+
     for i, s in (first or {}).items():
         put(i, names.index(s))
     order = rng.permutation(n)
@@ -105,18 +109,15 @@ def _plan_splits(rng: np.random.Generator, profiles: np.ndarray, first: dict[int
     for i in order:
         if split[i]:
             continue
-        # growth of the squared relative shortfall of each split if it took this video (negative: it is behind)
-        cost = (((held + x[i]) / share[:, None] - 1.0) ** 2 - (held / share[:, None] - 1.0) ** 2).sum(axis=1)
+        # growth of each split's misfit if it took this video (negative: it is behind)
+        every = np.arange(len(names))
+        cost = misfit(held + x[i], every) - misfit(held, every)
         cost[left <= 0] = np.inf
         put(int(i), int(np.argmin(cost)))
     # the last videos of the greedy pass have no choice left: swaps between splits that bring the splits' shares
     # closer to their targets finish the job
     where = np.array([names.index(v) for v in split])
     movable = np.array([i not in (first or {}) for i in range(n)])
-
-    def misfit(rows: np.ndarray, k: np.ndarray) -> np.ndarray:
-        return ((rows / share[k][:, None] - 1.0) ** 2).sum(axis=-1)
-
     for _ in range(max_swap_passes):
         improved = False
         for i in rng.permutation(np.flatnonzero(movable)):
@@ -126,8 +127,7 @@ def _plan_splits(rng: np.random.Generator, profiles: np.ndarray, first: dict[int
                 break
             b = where[js]
             d = x[js] - x[i]  # what split a gains (and b loses) by the swap
-            delta = (misfit(held[a] + d, np.full(len(js), a)) + misfit(held[b] - d, b)
-                     - misfit(held[[a]], np.array([a])) - misfit(held[b], b))
+            delta = misfit(held[a] + d, a) + misfit(held[b] - d, b) - misfit(held[a], a) - misfit(held[b], b)
             best = int(np.argmin(delta))
             if delta[best] < -1e-12:
                 j = int(js[best])

@@ -330,13 +330,13 @@ def test_splits_are_stratified_on_the_labels() -> None:
     specs = [VideoSpec(video=f"v{i}", seed=(3, i), frames=80, fps=25.0, width=320, height=240,
                        two_person=i % 8 == 0) for i in range(n)]
     profiles = np.stack([label_profile(s) for s in specs])
-    n_va = 4 + 4 + 3 + 3
+    n_va = 4 + 4 + 3 + 3 + 2
     assert profiles.shape == (n, 3 + n_va + len(tasks.EXPR_CLASSES_8) + 12 + 1) and profiles[:, -1].sum() == 5
     assert not label_profile(specs[0], {"va"})[[1, 2] + list(range(3 + n_va, 3 + n_va + 20))].any()  # tracks it is in
 
-    def gap(split: list[str]) -> float:
+    def gap(split: list[str], columns: slice = slice(3 + n_va, 3 + n_va + len(tasks.EXPR_CLASSES_8))) -> float:
         shares = [profiles[np.array(split) == s].sum(axis=0) / profiles.sum(axis=0) for s in ("validation", "test")]
-        return float(np.abs(shares[0] - shares[1])[3 + n_va:3 + n_va + len(tasks.EXPR_CLASSES_8)].max())
+        return float(np.abs(shares[0] - shares[1])[columns].max())
 
     split = _plan_splits(np.random.default_rng(0), profiles, first={8: "test"})
     assert split[8] == "test"
@@ -345,6 +345,8 @@ def test_splits_are_stratified_on_the_labels() -> None:
     rng = np.random.default_rng(0)
     random_gaps = [gap(list(rng.permutation(split))) for _ in range(20)]
     assert gap(split) < 0.5 * float(np.median(random_gaps)), (gap(split), random_gaps)
+    spread = slice(3 + n_va - 2, 3 + n_va)  # valence and arousal spread: the CCC's denominator
+    assert gap(split, spread) < float(np.median([gap(list(rng.permutation(split)), spread) for _ in range(20)]))
     assert _plan_splits(np.random.default_rng(0), profiles[:1]) == ["train"]
     assert sorted(_plan_splits(np.random.default_rng(0), profiles[:2])) == ["train", "validation"]
 
@@ -384,6 +386,35 @@ def test_cue_strengths() -> None:
     hidden = simulate_person(np.random.default_rng(0), 2000, 25.0, Cues(arousal_hidden=0.4))
     assert hidden.va[:, 1].std() > flat.va[:, 1].std()
 
+
+
+def test_body_shows_the_expression(tmp_path: Path) -> None:
+    """Posture follows the state (a slump in sadness, hands up in fear, open arms in happiness), scaled by the cue;
+    the cue's strength changes the body's pixels and nothing else of the video (labels, face frames)."""
+    from abaw.synth.render import VideoSpec, render_video
+    from abaw.synth.scene import body_posture
+
+    one_hot = np.eye(len(STATES))
+    arms, slump = body_posture(one_hot, STATES, 1.0)
+    k = {s: STATES.index(s) for s in ("Sadness", "Fear", "Happiness", "Neutral")}
+    assert slump[k["Sadness"]] > 0.5 and arms[k["Sadness"], 0] < 0
+    assert arms[k["Fear"], 1] > 0.5 and arms[k["Happiness"], 0] > 0
+    assert not arms[k["Neutral"]].any() and slump[k["Neutral"]] == 0
+    assert not any(x.any() for x in body_posture(one_hot, STATES, 0.0))
+
+    def render(strength: float) -> tuple[list, bytes]:
+        from abaw.synth.params import Cues
+
+        root = tmp_path / str(strength)
+        spec = VideoSpec(video="v", seed=(5, 1), frames=24, fps=25.0, width=160, height=120,
+                         cues=Cues(body_expression=strength))
+        people = render_video(root, spec)
+        return people, (root / tasks.VIDEOS_DIR / "v.mp4").read_bytes()
+
+    (still,), still_video = render(0.0)
+    (shown,), shown_video = render(1.0)
+    assert np.array_equal(still.va, shown.va) and np.array_equal(still.expr, shown.expr)
+    assert np.array_equal(still.face, shown.face) and still_video != shown_video
 
 def test_feature_probes_find_the_cue_and_flag_vanished_features(tiny_root: Path) -> None:
     """Ridge on cached features that hold the labels beats the trivial baseline; all-zero features show scale 0."""

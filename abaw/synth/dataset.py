@@ -55,17 +55,26 @@ def _split_sizes(n: int) -> dict[str, int]:
     return {"train": n - n_test - n_val, "validation": n_val, "test": n_test}
 
 
+#: About the mean valence and arousal of the synthetic people (spread is measured around it).
+VA_CENTRE = (-0.1, 0.2)
+
+
 def label_profile(spec: VideoSpec, tracks: set[str] | frozenset[str] = frozenset(tasks.TRACKS)) -> np.ndarray:
     """What a video's labels hold, for stratifying: membership of each track, then, for the tracks it is in, frames
-    per band of valence and of arousal and people per band of their mean valence and arousal, frames of each
-    expression state and active frames of each AU; last, its second person (simulated from the video's seed before
-    it is rendered)."""
+    per band of valence and of arousal, people per band of their mean valence and arousal, the spread of valence and
+    arousal, frames of each expression state and active frames of each AU; last, its second person (simulated from
+    the video's seed before it is rendered)."""
     people = simulate_people(spec)
     edges = [-0.3, 0.0, 0.3]
     va = np.concatenate([np.bincount(np.digitize(np.concatenate([p.va[:, k] for p in people]), edges), minlength=4)
                          for k in (0, 1)]
                         + [np.bincount(np.digitize([p.va[:, k].mean() for p in people], [-0.1, 0.1]), minlength=3)
                            for k in (0, 1)])
+    # the spread of valence and arousal (squared distance from the circumplex's middle, summed over frames): a CCC
+    # is measured against the label variance of its split, and band counts alone left validation's valence
+    # variance a fifth below test's
+    spread = [sum(float(((p.va[:, k] - VA_CENTRE[k]) ** 2).sum()) for p in people) for k in (0, 1)]
+    va = np.concatenate([va, spread])
     expr = sum(np.bincount(p.expr, minlength=len(tasks.EXPR_CLASSES_8)) for p in people)
     au = sum(p.au.sum(axis=0) for p in people)
     inside = [float(t in tracks) for t in tasks.TRACKS]

@@ -44,7 +44,10 @@ class Cues:
     #: Audio: how much of the time a person talks (scaled up with arousal); silent otherwise (room noise only).
     talk: float = 0.5
     #: Body: gain of arm openness, gestures and sway on arousal.
-    body_arousal: float = 0.7
+    body_arousal: float = 1.0
+    #: Body: gain of the bodily expression of the state (posture and arms: :data:`abaw.synth.scene.BODY_POSTURE`);
+    #: each person shows it to their own degree.
+    body_expression: float = 0.6
     #: Context: amplitude of the scene's valence cue (the colour of a window or lamp behind the person).
     context_valence: float = 1.0
     #: Context: the scene follows the valence smoothed over this many seconds (a slow cue).

@@ -17,6 +17,7 @@ from abaw.synth.latent import CH, STATES, AffectTrack, low_pass, simulate_person
 from abaw.synth.params import Cues
 from abaw.synth.scene import (
     add_glow,
+    body_posture,
     clip_box,
     draw_body,
     draw_occluder,
@@ -133,6 +134,11 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
     slow = low_pass(np.mean([t.va[:, 0] for t in tracks], axis=0), cues.context_seconds * fps)
     valence_cue = np.clip(cues.context_valence * slow / 0.6 + rng.normal(0.0, cues.context_offset), -1.5, 1.5)
     jitter_rng = np.random.default_rng([*spec.seed, 1])  # per-frame alignment jitter (a noisy detector)
+    # the body shows the expression too, each person to their own degree (a stream of its own, so that the cue's
+    # strength changes nothing else of the video)
+    body_rng = np.random.default_rng([*spec.seed, 2])
+    postures = [body_posture(tracks[p].weights, STATES, cues.body_expression * body_rng.uniform(0.4, 1.2))
+                for p in range(n_people)]
 
     voices = [audio_mod.voice(rng, tracks[p].va, tracks[p].actions[:, CH["speech"]], idents[p].f0, fps,
                               arousal_gain=cues.audio_arousal, valence_gain=cues.audio_valence,
@@ -158,7 +164,10 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
             renders = []
             for p in range(n_people):
                 pose = motions[p].poses[i]
-                person = draw_body(img, idents[p], pose, motions[p].arm_open[i], 1.0)
+                arms, slump = postures[p]
+                opened = np.clip(motions[p].arm_open[i] + arms[i, 0], 0.0, 1.0)
+                person = draw_body(img, idents[p], pose, opened, 1.0, np.clip(opened + arms[i, 1], 0.0, 1.1),
+                                   float(slump[i]))
                 if abs(pose.yaw) > MAX_YAW * 1.2:
                     _back_of_head(img, idents[p], pose)
                     renders.append(None)

@@ -129,12 +129,40 @@ def simulate_motion(rng: np.random.Generator, n: int, fps: float, arousal: np.nd
     return Motion(poses=poses, body_dx=body_dx, arm_open=arm_open, occlusion=occlusion, visible_frac=np.ones(n))
 
 
-def draw_body(img: np.ndarray, ident: Identity, pose: Pose, arm_open: np.ndarray, light: float) -> np.ndarray:
-    """Torso, neck and arms under the head; returns the person box (x, y, w, h) before the head is added."""
+#: Bodily expression of each state (de Gelder 2006; Dael et al. 2012), at full intensity: (change of arm elevation,
+#: change of forearm raise, slump: shoulders down and in). Open arms in happiness; hanging arms and a slump in sadness;
+#: a raised fist in anger; hands up to the chest in fear; hands up in surprise; a hand half raised, turned in, in
+#: disgust; arms held in, in contempt ("Other").
+BODY_POSTURE: dict[str, tuple[float, float, float]] = {
+    "Happiness": (0.3, 0.0, -0.3),
+    "Sadness": (-0.45, -0.3, 1.0),
+    "Anger": (0.1, 0.7, -0.4),
+    "Fear": (-0.3, 0.9, 0.4),
+    "Surprise": (0.35, 0.8, -0.3),
+    "Disgust": (-0.3, 0.45, 0.2),
+    "Other": (-0.25, -0.1, 0.0),
+}
+
+
+def body_posture(weights: np.ndarray, states: tuple[str, ...], gain: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame posture from the smoothed state weights (n, k): (arm changes (n, 2): elevation, forearm; slump (n,))
+    scaled by ``gain`` (the cue strength times the person's bodily expressivity)."""
+    table = np.array([BODY_POSTURE.get(s, (0.0, 0.0, 0.0)) for s in states])  # (k, 3)
+    out = gain * np.clip(weights, 0.0, 1.0) @ table
+    return out[:, :2], out[:, 2]
+
+
+def draw_body(img: np.ndarray, ident: Identity, pose: Pose, arm_open: np.ndarray, light: float,
+              forearm: np.ndarray | None = None, slump: float = 0.0) -> np.ndarray:
+    """Torso, neck and arms under the head; returns the person box (x, y, w, h) before the head is added.
+
+    ``arm_open`` (2,) sets each arm's elevation and, unless ``forearm`` (2,) is given, its forearm; ``slump`` lowers and
+    narrows the shoulders."""
     s = pose.scale
     neck_top = (pose.cx, pose.cy + 1.3 * s)
-    shoulder_y = pose.cy + 2.3 * s
-    half = 1.6 * s
+    shoulder_y = pose.cy + (2.3 + 0.35 * slump) * s
+    half = (1.6 - 0.2 * slump) * s
+    forearm = arm_open if forearm is None else forearm
     cx = pose.cx
     cv2.rectangle(img, (int(cx - 0.35 * s), int(neck_top[1])), (int(cx + 0.35 * s), int(shoulder_y + 0.2 * s)),
                   _col(ident.skin, light * 0.85), -1)
@@ -147,7 +175,7 @@ def draw_body(img: np.ndarray, ident: Identity, pose: Pose, arm_open: np.ndarray
         sh = np.array([cx + side * 0.95 * half, shoulder_y + 0.3 * s])
         ang = np.radians(100 - 120 * arm_open[k])  # angle from horizontal, down is positive
         elbow = sh + 1.9 * s * np.array([side * np.cos(ang) * 0.8 + side * 0.2, np.sin(ang)])
-        ang2 = np.radians(80 - 170 * arm_open[k])
+        ang2 = np.radians(80 - 170 * forearm[k])
         hand = elbow + 1.7 * s * np.array([side * 0.3 * np.cos(ang2) - side * 0.2, np.sin(ang2)])
         arm = np.stack([sh, elbow, hand])
         cv2.polylines(img, [np.round(arm * 16).astype(np.int32)], False, _col(ident.shirt, light * 0.85),

@@ -8,6 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from helpers.data_roots import add_to_training, make_root
 from helpers.runs import make_label_root, make_run
@@ -90,6 +91,12 @@ def test_multi_task_training_leaves_it_out(overlap_root: tuple[Path, str], tmp_p
     record = json.loads((run_dir / "run.json").read_text())["split_hygiene"]
     assert record["left_out"] == [name] and record["validated_by"] == {name: ["expr"]}
     assert record["labelled_frames"] > 0 and f"{record['labelled_frames']} labelled frames" in lines[0]
+    # its training outputs (what a temporal model is fitted on) are those of the names it trained on
+    from abaw.train.evaluate import evaluate_run
+
+    evaluate_run(run_dir, root, "train", plots=False)
+    predicted = set(pd.read_parquet(run_dir / "predictions" / "train.parquet")["name"])
+    assert predicted and name not in predicted
 
 
 def test_ensemble_leaves_out_names_a_member_trained_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

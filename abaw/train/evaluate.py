@@ -175,7 +175,12 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
         if not videos:
             raise AbawError(f"no test set list for tasks {', '.join(tasks)} (test_set/<track>.txt)", path=root)
     else:
-        videos = load_videos(ds, split, tasks, cfg["protocol"], cfg["data"]["max_videos"])
+        # the training names this run never trained on (split hygiene) are not its training outputs: a temporal
+        # model fitted on them would learn from predictions of unseen people as if they were fitted ones
+        left_out = _left_out(run_dir) if split == "train" else []
+        if left_out:
+            log.info("split hygiene: %d training name(s) this run left out are not predicted", len(left_out))
+        videos = load_videos(ds, split, tasks, cfg["protocol"], cfg["data"]["max_videos"], exclude=left_out)
     if not videos:
         raise AbawError(f"no annotated videos in split {split!r} for tasks {', '.join(tasks)}", path=root)
     if cfg["data"]["mode"] == "cached":  # a data root without this run's feature cache yet: extract it first
@@ -193,6 +198,15 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
     record_run(run_dir)
     return {"split": split, "protocol": get_protocol(cfg["protocol"]).name, "score": scores["score"],
             "tracks": scores["tracks"]}
+
+
+def _left_out(run_dir: Path) -> list[str]:
+    """The training names a run left out for split hygiene (``run.json``), none for runs made before the rule."""
+    from abaw.runs.info import read_json
+
+    info = run_dir / "run.json"
+    record = read_json(info).get("split_hygiene") if info.is_file() else None
+    return list((record or {}).get("left_out") or [])
 
 
 def _write_test(run_dir: Path, preds: dict[str, dict[str, np.ndarray]], videos: list[SequenceVideo],

@@ -243,6 +243,28 @@ def test_validity_mask_zeroes_a_stream_and_padding_is_ignored() -> None:
         assert torch.all(face[0, 1] == 0) and face[0, 0].abs().sum() > 0
 
 
+def test_stream_dropout_drops_whole_streams_in_training_only() -> None:
+    from abaw.models.multistream import drop_streams
+
+    torch.manual_seed(0)
+    feats = {s: torch.ones(400, 3, 2) for s in ("face", "body", "audio")}
+    dropped = drop_streams(feats, 0.5)
+    kept = torch.stack([dropped[s].flatten(1) for s in feats], dim=1)  # (B, S, T*F)
+    assert bool(((kept == 0).all(dim=2) | (kept == 1).all(dim=2)).all())  # a stream's window is kept or zeroed whole
+    alive = (kept == 1).all(dim=2)
+    assert bool(alive.any(dim=1).all()) and 0.3 < 1 - alive.float().mean() < 0.6  # never all of a window's streams
+    model = create_model("demo_multistream", **SMALL, streams=["face", "body"], fusion="late", late_fusion="attention",
+                         stream_dropout=0.9)  # no audio: its SpecAugment would vary the training outputs too
+    inputs, mask = make_inputs(model), padding_mask()
+    model.eval()
+    first = model(inputs, mask)["va"]
+    torch.testing.assert_close(model(inputs, mask)["va"], first)  # no dropout at evaluation
+    model.train()
+    assert any(not torch.equal(model(inputs, mask)["embedding"], model(inputs, mask)["embedding"]) for _ in range(5))
+    with pytest.raises(AbawError, match="stream_dropout"):
+        create_model("demo_multistream", **SMALL, stream_dropout=1.0)
+
+
 def test_wrong_or_missing_inputs_fail_with_one_line() -> None:
     model = create_model("demo_face", image_size=40)
     with pytest.raises(AbawError, match="face_feat"):

@@ -63,6 +63,7 @@ class ModelConfig:
     bidirectional: bool = False
     dropout: float = option(0.0, ge=0, lt=1)  # after each FC layer and between RNN layers
     head_dropout: float = option(0.0, ge=0, lt=1)
+    stream_dropout: float = option(0.0, ge=0, lt=1)  # training: drop each stream of a window with this probability
     n_mels: int = option(64, ge=1)
     audio_window_seconds: float = option(1.0, gt=0)
     freq_mask: int = option(8, ge=0)  # SpecAugment: widest frequency mask (mel bins), 0 = off
@@ -241,10 +242,26 @@ class MultiStreamModel(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         mask = self.frame_mask(inputs, mask)
         feats = {s: stream(inputs, mask) for s, stream in self.streams.items()}
+        if self.training and self.config.stream_dropout > 0 and len(feats) > 1:
+            feats = drop_streams(feats, self.config.stream_dropout)
         embedding = self.fusion(feats, mask)
         out = self.heads(embedding)
         out["embedding"] = embedding
         return out
+
+
+def drop_streams(feats: dict[str, torch.Tensor], p: float) -> dict[str, torch.Tensor]:
+    """Modality dropout: each stream's features (B, T, F) of each window are zeroed with probability ``p``, never all
+    of a window's streams, so that a fused model learns to use every stream and not only the strongest (the face),
+    and copes when one is missing or uninformative."""
+    names = list(feats)
+    first = feats[names[0]]
+    keep = torch.rand(first.shape[0], len(names), device=first.device) >= p
+    none = ~keep.any(dim=1)
+    if bool(none.any()):  # a window that lost every stream keeps one at random
+        pick = torch.randint(len(names), (int(none.sum()),), device=first.device)
+        keep[none] = torch.nn.functional.one_hot(pick, len(names)).bool()
+    return {s: feats[s] * keep[:, k, None, None].to(feats[s].dtype) for k, s in enumerate(names)}
 
 
 def _batch_shape(inputs: dict[str, torch.Tensor], streams: tuple[str, ...]) -> tuple[int, int]:

@@ -137,8 +137,11 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
     # the body shows the expression too, each person to their own degree (a stream of its own, so that the cue's
     # strength changes nothing else of the video)
     body_rng = np.random.default_rng([*spec.seed, 2])
-    postures = [body_posture(tracks[p].weights, STATES, cues.body_expression * body_rng.uniform(0.4, 1.2))
-                for p in range(n_people)]
+    arms: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per person: elevation (n, 2), forearm (n, 2), slump
+    for p in range(n_people):
+        change, slump = body_posture(tracks[p].weights, STATES, cues.body_expression * body_rng.uniform(0.4, 1.2))
+        elevation = np.clip(motions[p].arm_open + change[:, :1], 0.0, 1.0)
+        arms.append((elevation, np.clip(elevation + change[:, 1:], 0.0, 1.1), slump))
 
     voices = [audio_mod.voice(rng, tracks[p].va, tracks[p].actions[:, CH["speech"]], idents[p].f0, fps,
                               arousal_gain=cues.audio_arousal, valence_gain=cues.audio_valence,
@@ -164,10 +167,8 @@ def render_video(root: Path, spec: VideoSpec) -> list[PersonLabels]:
             renders = []
             for p in range(n_people):
                 pose = motions[p].poses[i]
-                arms, slump = postures[p]
-                opened = np.clip(motions[p].arm_open[i] + arms[i, 0], 0.0, 1.0)
-                person = draw_body(img, idents[p], pose, opened, 1.0, np.clip(opened + arms[i, 1], 0.0, 1.1),
-                                   float(slump[i]))
+                elevation, forearm, slump = arms[p]
+                person = draw_body(img, idents[p], pose, elevation[i], 1.0, forearm[i], float(slump[i]))
                 if abs(pose.yaw) > MAX_YAW * 1.2:
                     _back_of_head(img, idents[p], pose)
                     renders.append(None)

@@ -202,11 +202,12 @@ def evaluate_run(run_dir: str | Path, root: str | Path | None = None, split: str
 
 def _left_out(run_dir: Path) -> list[str]:
     """The training names a run left out for split hygiene (``run.json``), none for runs made before the rule."""
-    from abaw.runs.info import read_json
+    from abaw.runs.info import read_run_info
 
-    info = run_dir / "run.json"
-    record = read_json(info).get("split_hygiene") if info.is_file() else None
-    return list((record or {}).get("left_out") or [])
+    if not (run_dir / "run.json").is_file():
+        return []
+    record = read_run_info(run_dir).extra.get("split_hygiene") or {}
+    return list(record.get("left_out") or [])
 
 
 def _write_test(run_dir: Path, preds: dict[str, dict[str, np.ndarray]], videos: list[SequenceVideo],

@@ -28,7 +28,7 @@ More text.
 
 def test_variants_are_data_over_shipped_presets() -> None:
     names = ablate.variant_names()
-    assert names[:8] == ["face", "body", "context", "audio", "early_fusion", "late_fusion", "face_audio", "per_frame"]
+    assert names[:7] == ["face", "body", "context", "audio", "early_fusion", "late_fusion", "face_audio"]
     by_name = {v.name: v for v in ablate.VARIANTS}
     assert by_name["late_fusion"].overrides["model.kwargs.fusion"] == "late"
     assert by_name["face_audio"].overrides["data.streams"] == ["face", "audio"]
@@ -37,7 +37,9 @@ def test_variants_are_data_over_shipped_presets() -> None:
     assert [v.name for v in ablate.select_variants(["temporal_stats"], ("va",))] == ["per_frame", "temporal_stats"]
     everything = [v.name for v in ablate.select_variants(None, ("va", "expr"))]
     shipped = {"transformer_va", "transformer_expr"} <= set(list_presets())
-    assert ("transformer" in everything) == shipped
+    assert ("transformer" in everything) == ("transformer_fusion" in everything) == shipped
+    fused = by_name["transformer_fusion"]
+    assert fused.block == "fusion" and len(fused.overrides["data.streams"]) == 4
     with pytest.raises(AbawError, match="unknown ablation variant"):
         ablate.select_variants(["nope"])
 

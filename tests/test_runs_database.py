@@ -143,6 +143,9 @@ def test_config_hash_leaves_out_what_does_not_change_results() -> None:
     derived = {"kind": "ensemble", "data_root": "/a", "threads": 1, "members": ["x"]}
     assert config_hash(derived) == config_hash({**derived, "data_root": "/b", "threads": 2})
     assert train["data"]["root"] == "/a"  # the config itself is left as it was
+    # an option added later counts only once set: earlier run folders (without it) keep their hash
+    assert config_hash({**train, "train": {"progress": True, "seed": 0, "ema_decay": 0.0}}) == config_hash(train)
+    assert config_hash({**train, "train": {"progress": True, "seed": 0, "ema_decay": 0.99}}) != config_hash(train)
 
 
 def test_run_info_reads_writes_and_keeps_unknown_keys(tmp_path: Path) -> None:

@@ -1,14 +1,14 @@
 """``abaw ablate``: the ablations the README reports, over seeds, as one resumable command that writes their table.
 
-The ablation set is data (:data:`VARIANTS`): each variant is a shipped preset plus overrides, trained per track and
-per seed in cached mode on one data root. Streams alone against fused (early and late fusion), per-frame against GRU
-against the CNU_ADL temporal statistics fitted on the per-frame runs, and the transformer temporal model when its
-preset is shipped. Every run folder lives under ``OUT/runs/<track>/<variant>/`` and is reused when a finished run of
-the same config hash (the seed included) on the same dataset is there, so a killed ablation started again trains only
-what is missing (a stopped training run resumes from its last checkpoint). Each run's test result files are scored
-against the hidden test labels when the data root has them (``ROOT/test_labels``, or ``--test-labels``), into its
-``scores_test.json``. The table (mean ± sample std over seeds, validation and test) goes to a markdown file and, with
-``readme``, replaces the block between :data:`START` and :data:`END` in that file, atomically.
+The ablation set is data (:data:`VARIANTS`): each variant is a shipped preset plus overrides, trained per track and per
+seed in cached mode on one data root. Streams alone against fused (early and late fusion), per-frame against GRU against
+the CNU_ADL temporal statistics fitted on the per-frame runs, and the transformer temporal model (face alone and the
+four streams) when its preset is shipped. Every run folder lives under ``OUT/runs/<track>/<variant>/`` and is reused
+when a finished run of the same config hash (the seed included) on the same dataset is there, so a killed ablation
+started again trains only what is missing (a stopped training run resumes from its last checkpoint). Each run's test
+result files are scored against the hidden test labels when the data root has them (``ROOT/test_labels``, or
+``--test-labels``), into its ``scores_test.json``. The table (mean ± sample std over seeds, validation and test) goes to
+a markdown file and, with ``readme``, replaces the block between :data:`START` and :data:`END` in that file, atomically.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("face_audio", "face + audio, late attention fusion", "fusion", "demo_{track}",
             {"data.streams": ["face", "audio"], "model.name": "demo_multistream", "model.kwargs.fusion": "late",
              "model.kwargs.late_fusion": "attention"}),
+    Variant("transformer_fusion", "four streams, temporal transformer", "fusion", "transformer_{track}",
+            {"data.streams": _ALL}, optional=True),
     Variant("per_frame", "face, per-frame (no RNN)", "temporal", "demo_{track}", {"model.kwargs.num_layers": 0}),
     Variant("temporal_stats", "face per-frame + temporal statistics (CNU_ADL)", "temporal", "cnu_adl_temporal",
             kind="temporal", source="per_frame"),

@@ -43,14 +43,33 @@ def read_json(path: str | Path) -> Any:
         raise AbawError("not valid JSON: not UTF-8 text", path=path) from None
 
 
+#: Options added after run folders existed, with the value that leaves training as it was: hashed only when set to
+#: something else, so adding an option does not make every earlier run a different config (reuse, seed groups).
+HASHED_WHEN_SET: dict[str, Any] = {"train.ema_decay": 0.0}
+
+
 def config_hash(config: dict[str, Any]) -> str:
-    """sha256 (16 hex) of the canonical JSON (sorted keys, no spaces) of ``config`` without the UNHASHED keys.
+    """sha256 (16 hex) of the canonical JSON (sorted keys, no spaces) of ``config`` without the UNHASHED keys (and
+    the HASHED_WHEN_SET ones at their neutral value).
 
     Training checkpoints store it, so a resumed run can tell that its config.json did not change: keep it stable.
     """
-    clean = _without(config, UNHASHED) if isinstance(config, dict) else config
+    if isinstance(config, dict):
+        neutral = tuple(k for k, v in HASHED_WHEN_SET.items() if _get(config, k, v) == v)
+        clean = _without(config, UNHASHED + neutral)
+    else:
+        clean = config
     text = json.dumps(clean, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _get(config: dict[str, Any], dotted: str, default: Any) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
 def _without(config: dict[str, Any], dotted_keys: tuple[str, ...]) -> dict[str, Any]:

@@ -94,6 +94,9 @@ class TrainLoopConfig:
     epochs: int = option(10, ge=1)
     patience: int = option(10, ge=0)  # early stopping: epochs without a better validation score
     grad_clip: float | None = option(5.0, ge=0)  # None or 0: no clipping
+    # an exponential moving average of the weights (timm's ModelEmaV3, decay warmed up over the first steps) is what
+    # is validated, kept as best and predicted with; 0 = off
+    ema_decay: float = option(0.0, ge=0, lt=1)
     amp: str | None = option(None, choices=(None, "none", "bf16", "fp16"))  # None/"none" fp32; fp16: CUDA only
     seed: int = option(0, ge=0)
     log_interval: int = option(20, ge=1)

@@ -165,12 +165,29 @@ class Trainer:
         self.optimizer = make_optimizer(cfg, self.model)
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.loss_fn = make_loss(cfg).to(self.device)
+        self.ema = self._make_ema()
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.net: nn.Module = self.model
         if self.world > 1:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=dd.find_unused_parameters(self.model, self.tasks))
+
+    def _make_ema(self) -> nn.Module | None:
+        """The moving average of the weights (``train.ema_decay`` > 0): an eval-mode copy that follows the model."""
+        decay = float(self.cfg["train"].get("ema_decay", 0.0))  # a run folder from before the key: off
+        if not decay:
+            return None
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(self.model, decay=decay, use_warmup=True)
+        ema.requires_grad_(False)
+        return ema
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated, kept as best and predicted with: the average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _prepare_cache(self) -> None:
         """Cached mode: the stream CNNs are fixed feature extractors; extract what is missing, every rank its own
@@ -198,6 +215,8 @@ class Trainer:
             return
         state = training_state(self.model, self.optimizer, self.scheduler, self.scaler, format="abaw-train",
                                state=dict(self.state), config_hash=config_hash(self.cfg))
+        if self.ema is not None:  # "model" is what is evaluated (load_model reads it); training resumes from the rest
+            state["train_model"], state["model"] = state["model"], self.ema.module.state_dict()
         save_checkpoint(self.run_dir / "checkpoints" / f"{name}.pt", state)
 
     def restore(self) -> None:
@@ -206,6 +225,9 @@ class Trainer:
             raise AbawError("config.json changed since the checkpoint was written; cannot resume",
                             path=self.run_dir / "config.json")
         restore_training_state(ckpt, self.model, self.optimizer, self.scheduler, self.scaler)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ckpt["model"])
+            self.model.load_state_dict(ckpt["train_model"])
         self.state.update(ckpt["state"])
         # drop metric lines of epochs the checkpoint does not include (written after it, before a crash)
         path = self.run_dir / "metrics.jsonl"
@@ -242,6 +264,8 @@ class Trainer:
             loss, parts = compute_loss(self.loss_fn, outputs, batch)
             optimizer_step(loss, self.optimizer, tr["grad_clip"], self.scaler, self.model.parameters())
             st = self.state
+            if self.ema is not None:
+                self.ema.update(self.model, step=st["global_step"] + 1)
             st["step_in_epoch"] += 1
             st["global_step"] += 1
             # summed on the device in float64: a .item() per step would wait for the GPU at every step
@@ -271,8 +295,8 @@ class Trainer:
     def validate(self, embedding_dir: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Outputs and scores on the validation videos; with ``embedding_dir``, each video's embedding is written
         there as its group of videos is done (``abaw evaluate``'s path), so the split's embeddings are never held."""
-        args = (self.model, self.val_videos, self.loader, window_length(self.cfg), batch_size(self.cfg), self.tasks,
-                self.device, self.amp)
+        args = (self.eval_model, self.val_videos, self.loader, window_length(self.cfg), batch_size(self.cfg),
+                self.tasks, self.device, self.amp)
         workers = self.cfg["data"]["workers"]
         if embedding_dir is None:
             preds = predict_videos(*args, embeddings=False, progress=self.progress, workers=workers)
@@ -373,6 +397,7 @@ class Trainer:
         best = self.run_dir / "checkpoints" / "best.pt"
         if best.is_file():
             self.model.load_state_dict(load_checkpoint(best)["model"])
+        self.ema = None  # the best weights (the average's, when there is one) are now the model's
         preds, scores = self.validate(self.run_dir / "embeddings" / "validation")
         write_outputs(self.run_dir, "validation", preds, self.val_videos, self.cfg, scores)
         from abaw.train.plots import plot_curves

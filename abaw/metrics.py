@@ -65,6 +65,18 @@ def va_score(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
     return {"score": (c_v + c_a) / 2.0, "ccc_valence": c_v, "ccc_arousal": c_a, "n_frames": int(keep.sum())}
 
 
+def expr_combined(f1: Any, accuracy: Any, protocol: str | tasks.Protocol | None = None) -> Any:
+    """The EXPR score of a protocol from its macro F1 and accuracy (numbers or arrays of them)."""
+    proto = tasks.get_protocol(protocol)
+    return tasks.EXPR_F1_WEIGHT * f1 + tasks.EXPR_ACC_WEIGHT * accuracy if proto.expr_metric == "f1_acc" else f1
+
+
+def au_combined(f1: Any, accuracy: Any, protocol: str | tasks.Protocol | None = None) -> Any:
+    """The AU score of a protocol from its mean per-AU F1 and accuracy (numbers or arrays of them)."""
+    proto = tasks.get_protocol(protocol)
+    return tasks.AU_F1_WEIGHT * f1 + tasks.AU_ACC_WEIGHT * accuracy if proto.au_metric == "f1_acc" else f1
+
+
 def _expr_indices(pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Class indices from indices (N,) / (N, 1) or per-class scores (N, n_classes)."""
     pred = np.asarray(pred)
@@ -90,7 +102,7 @@ def expr_score(pred: np.ndarray, true: np.ndarray, protocol: str | tasks.Protoco
     else:
         per_class, accuracy = np.zeros(len(classes)), 0.0
     f1 = float(np.mean(per_class))  # equals f1_score(average="macro", labels=classes)
-    score = tasks.EXPR_F1_WEIGHT * f1 + tasks.EXPR_ACC_WEIGHT * accuracy if proto.expr_metric == "f1_acc" else f1
+    score = expr_combined(f1, accuracy, proto)
     return {"score": float(score), "f1": f1, "accuracy": accuracy,
             "f1_per_class": {c: float(v) for c, v in zip(proto.expr_classes, per_class, strict=True)},
             "n_frames": int(keep.sum())}
@@ -117,7 +129,7 @@ def au_score(pred: np.ndarray, true: np.ndarray, protocol: str | tasks.Protocol 
     else:
         per_au, accuracy = np.zeros(proto.n_au), 0.0
     f1 = float(np.mean(per_au))
-    score = tasks.AU_F1_WEIGHT * f1 + tasks.AU_ACC_WEIGHT * accuracy if proto.au_metric == "f1_acc" else f1
+    score = au_combined(f1, accuracy, proto)
     return {"score": float(score), "f1": f1, "accuracy": accuracy,
             "f1_per_au": {a: float(v) for a, v in zip(proto.au_names, per_au, strict=True)},
             "n_frames": int(keep.sum())}

@@ -523,6 +523,22 @@ def score_results(path: str | Path, root: str | Path | None, split: str, track: 
     from abaw.metrics import score_track
 
     track = tasks.check_track(track)
+    proto, pairs = scored_pairs(path, root, split, track, protocol, strict, labels, fmt)
+    pred_all = np.concatenate([pred for _, pred, _ in pairs])
+    true_all = np.concatenate([true for _, _, true in pairs])
+    if track == "expr":
+        pred_all = pred_all[:, 0]
+    result = score_track(track, pred_all, true_all, proto)
+    return {**result, "split": split, "n_videos": len(pairs)}
+
+
+def scored_pairs(path: str | Path, root: str | Path | None, split: str, track: str,
+                 protocol: str | tasks.Protocol | None = None, strict: bool = False,
+                 labels: str | Path | None = None, fmt: str | None = None
+                 ) -> tuple[tasks.Protocol, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """What :func:`score_results` scores, per name: the protocol and ``[(name, prediction, labels)]`` in label
+    order, the two cut to the same frames (checked as there)."""
+    track = tasks.check_track(track)
     _check_split(split)
     if root is None and labels is None:
         raise AbawError("give a data root (--data-root) or a label root (--labels)")
@@ -547,7 +563,7 @@ def score_results(path: str | Path, root: str | Path | None, split: str, track: 
             if not file.name.startswith(".") and (file.suffix != ".txt" or file.stem not in preds):
                 raise AbawError(f"extra file (not a {split} name of the {track.upper()} track; "
                                 "`abaw validate-submission` lists every problem)", path=file)
-    pred_parts, true_parts = [], []
+    pairs = []
     for target in targets:
         pred, true, file = preds[target.name], target.labels, where[target.name]
         if len(pred) not in (target.n_frames, len(true)):
@@ -558,13 +574,8 @@ def score_results(path: str | Path, root: str | Path | None, split: str, track: 
         if len(true) > n:
             log.warning("%s: %d label lines of %s past the video's %d frames have no prediction and are not scored",
                         file, len(true) - n, target.name, n)
-        pred_parts.append(pred[:n])
-        true_parts.append(true[:n])
-    pred_all, true_all = np.concatenate(pred_parts), np.concatenate(true_parts)
-    if track == "expr":
-        pred_all = pred_all[:, 0]
-    result = score_track(track, pred_all, true_all, proto)
-    return {**result, "split": split, "n_videos": len(targets)}
+        pairs.append((target.name, pred[:n], true[:n]))
+    return proto, pairs
 
 
 #: The scorer's former name (it reads either format).

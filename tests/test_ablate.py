@@ -85,6 +85,12 @@ def test_ablation_over_two_seeds_resumes_and_writes_the_readme_block(
     assert re.fullmatch(r"-?\d\.\d{3}", rows[0][7])  # the baseline is scored on the test split too
     for row in rows[1:]:  # mean ± std over the two seeds, on validation and on the hidden test split
         assert re.fullmatch(f"{number} ± {number}", row[6]) and re.fullmatch(f"{number} ± {number}", row[7]), row
+    # per-frame against face alone, paired on the test videos: the difference of the means
+    # (the tiny root has one test video: no interval; the interval itself is tested in tests/test_compare.py)
+    assert rows[0][8] == rows[1][8] == "—"
+    delta = float(re.fullmatch(r"([-+]\d\.\d{3}) \(1 test video\)", rows[2][8]).group(1))
+    means = [float(r[7].split(" ± ")[0]) for r in rows[1:]]
+    assert delta == pytest.approx(means[1] - means[0], abs=2e-3)
     assert "--seeds 0,1" in first  # the table says which command made it
     text = readme.read_text()
     assert text.startswith("# project\n\nSome text.\n\n<!-- ablation:start -->\n") and "| old | table |" not in text
@@ -106,6 +112,8 @@ def test_ablation_over_two_seeds_resumes_and_writes_the_readme_block(
     assert all(len(c.runs) == 2 and c.test.n == 2 and sorted(c.seeds) == [0, 1] for c in configs.values())
     data = json.loads((out / "ablation.json").read_text())
     assert [r["name"] for r in data["rows"]] == ["baseline", "face", "per_frame"] and data["seeds"] == [0, 1]
+    versus = data["rows"][2]["versus"]
+    assert versus["delta"] == pytest.approx(delta, abs=1e-3) and versus["n_videos"] == 1
 
 
 def test_bad_arguments_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,13 +13,14 @@ a markdown file and, with ``readme``, replaces the block between :data:`START` a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -33,6 +34,11 @@ from abaw.runs.info import config_hash, read_json, read_run_info
 from abaw.runs.seeds import config_seed
 from abaw.runs.test_scores import has_test_score, write_test_score
 from abaw.tasks import DEFAULT_PROTOCOL, ENCODED_STREAMS, TEST_SPLIT, TRACKS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from abaw.runs.compare import Difference
 
 log = logging.getLogger(__name__)
 
@@ -365,6 +371,8 @@ class Row:
     validation: list[float]
     test: list[float]
     fit_uses_validation: bool = False
+    #: test score minus the reference variant's, with its bootstrap interval over test videos
+    versus: Difference | None = None
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -406,6 +414,57 @@ def collect(runs: dict[str, dict[str, list[Path]]], variants: list[Variant]) -> 
     return rows
 
 
+#: The row every other row of a track is compared with, paired on the test videos.
+REFERENCE = "face"
+
+
+def _test_statistics(ab: Ablation, run_dir: Path, track: str) -> np.ndarray | None:
+    """The per-video sufficient statistics of a run's test result files (None: not scored on test)."""
+    from abaw.results import scored_pairs
+    from abaw.runs.compare import video_statistics
+
+    if ab.test_labels is None or not has_test_score(run_dir, track):
+        return None
+    protocol = read_run_info(run_dir).protocol or DEFAULT_PROTOCOL
+    folder = _test_result_path(run_dir, track, protocol)
+    if folder is None:
+        return None
+    proto, pairs = scored_pairs(folder, ab.data_root, TEST_SPLIT, track, protocol, labels=ab.test_labels)
+    return video_statistics(track, [(pred, true) for _, pred, true in pairs], proto)
+
+
+def compare_to_reference(ab: Ablation, runs: dict[str, dict[str, list[Path]]], rows: list[Row]) -> None:
+    """Fill each row's ``versus``: its seeds' mean test score minus the face row's, with a paired bootstrap interval
+    over the test videos (:mod:`abaw.runs.compare`); rows or runs without test scores are left without."""
+    from abaw.runs.compare import paired_difference
+
+    for track, per_variant in runs.items():
+        reference = per_variant.get(REFERENCE)
+        if not reference:
+            continue
+        protocol = read_run_info(reference[0]).protocol or DEFAULT_PROTOCOL
+        try:
+            ref_stats = [_test_statistics(ab, d, track) for d in reference]
+            if any(x is None for x in ref_stats):
+                continue
+            for row in rows:
+                if row.track != track or row.name in (REFERENCE, "baseline"):
+                    continue
+                stats = [_test_statistics(ab, d, track) for d in per_variant[row.name]]
+                if stats and all(x is not None for x in stats):
+                    row.versus = paired_difference(track, stats, ref_stats, protocol)
+        except (AbawError, ValueError) as exc:
+            ab.note(f"{track.upper()}: no paired comparison on the test videos: {exc}")
+
+
+def _versus_cell(diff: Difference | None) -> str:
+    if diff is None:
+        return "—"
+    if diff.n_videos < 2:
+        return f"{diff.delta:+.3f} (1 test video)"
+    return f"{diff.delta:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]"
+
+
 def _cell(values: list[float]) -> str:
     mean, std = _mean_std(values)
     if mean is None:
@@ -415,15 +474,20 @@ def _cell(values: list[float]) -> str:
 
 def markdown_table(rows: list[Row], command: str, data_note: str) -> str:
     """The README's ablation table: one line per (track, variant), mean ± sample std over the seeds."""
+    from abaw.runs.compare import N_BOOT
+
     lines = [f"Mean ± sample standard deviation over seeds (n); validation: the best epoch's score on the validation "
-             f"split, which also selects it; test: the hidden test split, scored once. {data_note} Made by "
-             f"`{command}`.", "",
-             "| Track | Comparison | Variant | Streams | Model | n | Validation | Test |",
-             "|---|---|---|---|---|---:|---:|---:|"]
+             f"split, which also selects it; test: the hidden test split, scored once; vs face: the test score minus "
+             f"face alone's (means over seeds), paired on the test videos, with the 95 % interval of "
+             f"{N_BOOT} bootstrap draws of those videos (the spread the draw of test people gives; the seed std "
+             f"is the spread the draw of a model gives). {data_note} Made by `{command}`.", "",
+             "| Track | Comparison | Variant | Streams | Model | n | Validation | Test | vs face [95 % CI] |",
+             "|---|---|---|---|---|---:|---:|---:|---:|"]
     for row in rows:
         title = row.title + (" †" if row.fit_uses_validation else "")
         lines.append(f"| {row.track.upper()} | {row.block} | {title} | {'+'.join(row.streams) or '—'} | "
-                     f"{row.model or '—'} | {len(row.validation)} | {_cell(row.validation)} | {_cell(row.test)} |")
+                     f"{row.model or '—'} | {len(row.validation)} | {_cell(row.validation)} | {_cell(row.test)} | "
+                     f"{_versus_cell(row.versus)} |")
     if any(row.fit_uses_validation for row in rows):
         lines += ["", "† fitted on validation videos (out of fold): its validation score is not held out from its "
                       "fit the way the others' are; compare on test."]
@@ -452,8 +516,9 @@ def rows_json(rows: list[Row]) -> list[dict[str, Any]]:
     for row in rows:
         val_mean, val_std = _mean_std(row.validation)
         test_mean, test_std = _mean_std(row.test)
-        out.append({**row.__dict__, "validation_mean": val_mean, "validation_std": val_std, "test_mean": test_mean,
-                    "test_std": test_std})
+        versus = dataclasses.asdict(row.versus) if row.versus is not None else None
+        out.append({**row.__dict__, "versus": versus, "validation_mean": val_mean, "validation_std": val_std,
+                    "test_mean": test_mean, "test_std": test_std})
     return out
 
 
@@ -496,6 +561,7 @@ def run_ablation(out: str | Path, data_root: str | Path | None = None, seeds: li
         prepare(root, chosen)
         runs = run_all(ab)
     rows = collect(runs, chosen)
+    compare_to_reference(ab, runs, rows)
     from abaw.data.affwild2 import dataset_fingerprint
 
     fingerprint_note = f"Data: dataset `{dataset_fingerprint(root)[:12]}` ({_describe(root)})."

@@ -16,6 +16,7 @@ from typing import Any
 
 from abaw.errors import AbawError
 from abaw.fileio import write_json
+from abaw.schema import get_dotted
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -55,21 +56,12 @@ def config_hash(config: dict[str, Any]) -> str:
     Training checkpoints store it, so a resumed run can tell that its config.json did not change: keep it stable.
     """
     if isinstance(config, dict):
-        neutral = tuple(k for k, v in HASHED_WHEN_SET.items() if _get(config, k, v) == v)
+        neutral = tuple(k for k, v in HASHED_WHEN_SET.items() if get_dotted(config, k, v) == v)
         clean = _without(config, UNHASHED + neutral)
     else:
         clean = config
     text = json.dumps(clean, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _get(config: dict[str, Any], dotted: str, default: Any) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
 
 
 def _without(config: dict[str, Any], dotted_keys: tuple[str, ...]) -> dict[str, Any]:

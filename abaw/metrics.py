@@ -77,7 +77,7 @@ def au_combined(f1: Any, accuracy: Any, protocol: str | tasks.Protocol | None = 
     return tasks.AU_F1_WEIGHT * f1 + tasks.AU_ACC_WEIGHT * accuracy if proto.au_metric == "f1_acc" else f1
 
 
-def _expr_indices(pred: np.ndarray, n_classes: int) -> np.ndarray:
+def expr_indices(pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Class indices from indices (N,) / (N, 1) or per-class scores (N, n_classes)."""
     pred = np.asarray(pred)
     if pred.ndim == 2 and pred.shape[1] == n_classes and n_classes > 1:
@@ -88,7 +88,7 @@ def _expr_indices(pred: np.ndarray, n_classes: int) -> np.ndarray:
 def expr_score(pred: np.ndarray, true: np.ndarray, protocol: str | tasks.Protocol | None = None) -> dict[str, Any]:
     """EXPR score: 0.67 macro F1 + 0.33 accuracy (2020, 2021) or macro F1 (2022 on), over valid frames."""
     proto = tasks.get_protocol(protocol)
-    pred = _expr_indices(pred, proto.n_expr)
+    pred = expr_indices(pred, proto.n_expr)
     true = _as_2d(true, 1, "EXPR labels")[:, 0]
     _check_pair(pred, true)
     keep = valid_mask("expr", true)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from abaw import tasks
-from abaw.metrics import au_combined, expr_combined
+from abaw.metrics import au_combined, expr_combined, expr_indices
 from abaw.tasks import valid_mask
 
 #: Draws of the video bootstrap, and the seed of the draws (fixed: the same table every time).
@@ -47,8 +47,7 @@ def video_statistics(track: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]],
                                          (t[:, k] ** 2).sum(), (p[:, k] * t[:, k]).sum()] for k in (0, 1)]))
         elif track == "expr":
             t = true.reshape(len(true), -1)[:, 0]
-            p = pred.reshape(len(pred), -1)
-            p = p.argmax(axis=1) if p.shape[1] == proto.n_expr and proto.n_expr > 1 else p[:, 0]
+            p = expr_indices(pred, proto.n_expr)
             keep = valid_mask("expr", t)
             k = proto.n_expr
             t, p = t[keep].astype(np.int64), p[keep].astype(np.int64)

@@ -110,6 +110,23 @@ def test_resume_after_a_crash_redoes_only_the_unfinished(tiny_root: Path) -> Non
     shutil.rmtree(tiny_root / PREPARED_DIR / "audio")
 
 
+def test_two_processes_on_one_root_prepare_each_video_once(tiny_root: Path) -> None:
+    """Two trainings started on one data root both prepare it: each video is done by one of them, the other finds it
+    done (a shared staging folder used to make both fail)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from abaw.video.prepare import PrepareOptions, prepare_video
+
+    video = find_videos(tiny_root)[0]
+    opts = PrepareOptions(person="face", streams=("body", "audio"), body_size=32)
+    with ThreadPoolExecutor(2) as pool:  # flock excludes open file descriptions, so threads stand in for processes
+        results = list(pool.map(lambda _: prepare_video(video, tiny_root, opts), range(2)))
+    assert sorted(r.status for r in results) == ["done", "skipped"]
+    assert marker_path(tiny_root, video.stem).is_file()
+    assert not any((tiny_root / PREPARED_DIR / ".tmp").iterdir())
+    shutil.rmtree(tiny_root / PREPARED_DIR)
+
+
 def test_key_frame_detection_with_workers_finds_the_same_faces(media_dir: Path, weights_dir: Path,
                                                                tmp_path: Path) -> None:
     """Every frame detected by one thread, or every 5th frame by two threads: a face in the same frames, in about
@@ -131,3 +148,14 @@ def test_key_frame_detection_with_workers_finds_the_same_faces(media_dir: Path, 
     np.testing.assert_allclose(keys.loc[key_rows, "face_x"], every.loc[key_rows, "face_x"], atol=1e-3)
     assert main(["prepare", str(media_dir / "face_noface.mov"), "--out", str(tmp_path / "x"),
                  "--detect-every", "0"]) == 2
+
+
+def test_a_crop_that_cannot_be_written_fails_the_video(tmp_path: Path) -> None:
+    """cv2.imwrite only returns False; a missing crop must not be committed as prepared."""
+    from abaw.video.prepare import _write_jpeg
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    _write_jpeg(tmp_path / "ok.jpg", image, [])
+    assert (tmp_path / "ok.jpg").stat().st_size > 0
+    with pytest.raises(OSError, match="gone"):
+        _write_jpeg(tmp_path / "gone" / "00001.jpg", image, [])

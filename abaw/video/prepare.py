@@ -13,12 +13,13 @@ video is written into ``prepared/.tmp/<video>/`` and moved into place at the end
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -231,17 +232,24 @@ def write_inputs(path: str | Path, boxes: pd.DataFrame, out: dict[str, Path], op
                     except ValueError:  # degenerate landmarks: no crop for this frame
                         crop = None
                     if crop is not None:
-                        cv2.imwrite(str(out["face"] / name / filename), crop, params)
+                        _write_jpeg(out["face"] / name / filename, crop, params)
                         crops += 1
             person = arr["person"][i]
             if not np.isfinite(person).all():
                 continue
             if "body" in out:
-                cv2.imwrite(str(out["body"] / name / filename), body_input(frame.image, person, opts.body_size), params)
+                _write_jpeg(out["body"] / name / filename, body_input(frame.image, person, opts.body_size), params)
             if "context" in out:
-                cv2.imwrite(str(out["context"] / name / filename),
-                            context_input(frame.image, person, opts.context_size), params)
+                _write_jpeg(out["context"] / name / filename, context_input(frame.image, person, opts.context_size),
+                            params)
     return decoded, crops
+
+
+def _write_jpeg(path: Path, image: np.ndarray, params: list[int]) -> None:
+    """``cv2.imwrite`` that raises: it returns False on failure (a folder removed under it, a full disk), and a
+    video whose crops silently went missing would be committed as prepared."""
+    if not cv2.imwrite(str(path), image, params):
+        raise OSError(f"could not write {path}")
 
 
 # ---- one video -------------------------------------------------------------------------------------------------------
@@ -274,10 +282,13 @@ def _remove_empty(*folders: Path) -> None:
 
 
 def _remove_empty_prepared(prepared: Path) -> None:
-    """A ``prepared/`` holding nothing but an empty ``.tmp/`` (a failed first video) is removed: no empty output."""
+    """A ``prepared/`` holding nothing but an empty ``.tmp/`` and the locks (a failed first video) is removed: no
+    empty output."""
     with contextlib.suppress(OSError):
-        if all(p.name == ".tmp" for p in prepared.iterdir()):
-            _remove_empty(prepared / ".tmp", prepared)
+        if all(p.name in (".tmp", ".locks") for p in prepared.iterdir()):
+            for lock in (prepared / ".locks").glob("*.lock"):  # nothing was prepared: no process is using them
+                lock.unlink(missing_ok=True)
+            _remove_empty(prepared / ".tmp", prepared / ".locks", prepared)
 
 
 def source_id(path: Path) -> dict:
@@ -303,9 +314,30 @@ def prepare_video(path: str | Path, out_root: str | Path, opts: PrepareOptions, 
     marker names this same file (unless ``opts.force``). A marker of another file of that name means redo all."""
     path, out_root = Path(path), Path(out_root)
     video = name or video_name(path)
-    marker = marker_path(out_root, video)
     if not opts.force and is_prepared(path, out_root, video):
         return VideoResult(video, "skipped")
+    with _video_lock(out_root, video):
+        # another process (a second training on the same data root) may have prepared it while we waited
+        if not opts.force and is_prepared(path, out_root, video):
+            return VideoResult(video, "skipped")
+        return _prepare_locked(path, out_root, video, opts, detectors, get_detectors)
+
+
+@contextlib.contextmanager
+def _video_lock(out_root: Path, video: str) -> Iterator[None]:
+    """Hold ``prepared/.locks/<video>.lock`` (blocking): two processes preparing one video (two trainings started on
+    one data root) would share its staging folder. The lock file stays: removing it would let a third process lock a
+    new file while a second still waits on the old one."""
+    folder = out_root / PREPARED_DIR / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{video}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _prepare_locked(path: Path, out_root: Path, video: str, opts: PrepareOptions, detectors: Detectors | None,
+                    get_detectors: Callable[[], Detectors] | None) -> VideoResult:
+    marker = marker_path(out_root, video)
     if marker.is_file():  # another source file under this name: its outputs must not be reused
         opts = replace(opts, force=True)
     start = time.perf_counter()

@@ -15,7 +15,7 @@ from abaw import tasks
 from abaw.cli import main
 from abaw.synth.affectnet import generate_affectnet
 from abaw.synth.dataset import generate
-from abaw.synth.latent import STATES, prototype_matrix, read_expression, simulate_person
+from abaw.synth.latent import CH, STATES, prototype_matrix, read_expression, simulate_person
 
 #: The boxes table of docs/design.md section 1, spelled out independently of the writer.
 BOX_SCHEMA = (["frame", "timestamp", "face_id", "name", "face_x", "face_y", "face_w", "face_h", "face_score"]
@@ -372,6 +372,13 @@ def test_cue_strengths() -> None:
     assert 0.3 < masked.mean() < 0.7
     assert (masking.shown[masked, :12] <= 0.15 * masking.actions[masked, :12] + 0.3 + 1e-9).all()
     assert masking.au[masked].mean() < 0.02 and (masking.expr[masked] != 0).mean() > 0.3
+    # masked_trace 0: a neutral face (only talking moves the lips), the same feeling and labels of expression
+    neutral = simulate_person(np.random.default_rng(0), 2000, 25.0,
+                              Cues(face_noise=0.0, face_masking=0.5, masked_trace=0.0))
+    lips = [CH["AU25"], CH["AU26"]]
+    others = np.setdiff1d(np.arange(12), lips)
+    assert np.array_equal(neutral.expr, masking.expr) and np.array_equal(neutral.masked, masking.masked)
+    assert neutral.shown[masked][:, others].max() < 0.02 < masking.shown[masked][:, others].max()
     # the slow valence shows as a tonic smile or frown: per person, the face's mean says more about the mean valence
     def mood_read(tonic: float) -> float:
         rng = np.random.default_rng(1)

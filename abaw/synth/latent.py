@@ -149,10 +149,6 @@ def speech_activity(rng: np.random.Generator, arousal: np.ndarray, fps: float, t
     return env * talking, talking
 
 
-#: How much of the felt actions a masking face still shows (a trace, near the per-frame jitter of the display).
-MASKED_TRACE = 0.15
-
-
 def masking_episodes(rng: np.random.Generator, n: int, fps: float, fraction: float) -> np.ndarray:
     """(n,) in [0, 1]: episodes of 1-3 s covering about ``fraction`` of the time in which the face masks the
     expression, with onsets and offsets of about 150 ms."""
@@ -226,7 +222,7 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float, cues: Cues | N
     # the feeling (annotators hear the voice and see the body), the AU labels what the face visibly does
     masked = masking_episodes(rng, n, fps, cues.face_masking)
     displayed = actions.copy()
-    displayed[:, : CH["blink"]] *= 1.0 - (1.0 - MASKED_TRACE) * masked[:, None]
+    displayed[:, : CH["blink"]] *= 1.0 - (1.0 - min(cues.masked_trace, 1.0)) * masked[:, None]
     displayed[:, CH["AU25"]] = np.maximum(displayed[:, CH["AU25"]], 0.3 * env * masked)
     displayed[:, CH["AU26"]] = np.maximum(displayed[:, CH["AU26"]], 0.1 * env * masked)
     au = (displayed[:, :N_LABELLED] > AU_THRESHOLD).astype(np.int64)

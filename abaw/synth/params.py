@@ -28,6 +28,9 @@ class Cues:
     #: the face shows only a trace of the actions while voice and body still show the feeling. The expression and
     #: VA labels follow the feeling; the AU labels follow what the face visibly does, as AU coders code movement.
     face_masking: float = 0.1
+    #: Face: how much of the felt actions a masking face still shows (0.15: a trace near the per-frame jitter, the
+    #: display rule "de-intensify"; 0: a neutral face, "neutralize").
+    masked_trace: float = 0.15
     #: Face: gain of the tonic display of the slow valence (the person's mood and its drift over seconds): a faint
     #: smile or frown, below the AU threshold. Without it a tenth of valence was a per-person offset only the scene
     #: showed, and half the face model's error was in the per-person means.

@@ -265,6 +265,37 @@ def test_stream_dropout_drops_whole_streams_in_training_only() -> None:
         create_model("demo_multistream", **SMALL, stream_dropout=1.0)
 
 
+def test_stream_heads_add_a_weighted_per_stream_loss_in_training_only() -> None:
+    from abaw.models.multistream import stream_output
+    from abaw.train.loop import compute_loss
+    from abaw.train.losses import MultiTaskLoss
+
+    torch.manual_seed(0)
+    model = create_model("demo_multistream", **SMALL, streams=["face", "body"], fusion="late", late_fusion="attention",
+                         tasks=["va", "expr"], stream_heads=0.5)
+    inputs, mask = make_inputs(model), padding_mask()
+    model.eval()
+    evaluated = model(inputs, mask)
+    assert not any("@" in k for k in evaluated)  # predictions are the fused heads' alone
+    model.train()
+    out = model(inputs, mask)
+    b, t = mask.shape
+    batch = {"targets": {"va": torch.rand(b, t, 2) - 0.5, "expr": torch.randint(0, 7, (b, t))}, "valid": {},
+             "mask": mask}
+    loss_fn = MultiTaskLoss(("va", "expr"))
+    fused, _ = compute_loss(loss_fn, out, batch)
+    total, parts = compute_loss(loss_fn, out, batch, stream_weight=0.5)
+    per_stream = [loss_fn({k: out[stream_output(k, s)] for k in ("va", "expr")}, batch["targets"], mask)[0]
+                  for s in ("face", "body")]
+    torch.testing.assert_close(total, fused + 0.5 * torch.stack(per_stream).mean())
+    assert set(parts) == {"va", "expr", "streams"}
+    total.backward()  # every stream head gets a gradient
+    assert all(p.grad is not None for p in model.stream_heads.parameters())
+    for bad in ({"fusion": "early", "streams": ["face", "body"]}, {"fusion": "late", "streams": ["face"]}):
+        with pytest.raises(AbawError, match="stream_heads"):
+            create_model("demo_multistream", **SMALL, stream_heads=0.5, **bad)
+
+
 def test_wrong_or_missing_inputs_fail_with_one_line() -> None:
     model = create_model("demo_face", image_size=40)
     with pytest.raises(AbawError, match="face_feat"):

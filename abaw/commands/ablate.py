@@ -72,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
     from abaw.train.config import parse_override
 
     if args.list:
+        width = max(len(v.name) for v in VARIANTS)
         for v in VARIANTS:
             extra = f" (fitted on {v.source})" if v.source else (" (when shipped)" if v.optional else "")
-            print(f"{v.name:15s} {v.block:9s} {v.preset} {json.dumps(v.overrides)}{extra}: {v.title}")
+            print(f"{v.name:{width}s} {v.block:9s} {v.preset} {json.dumps(v.overrides)}{extra}: {v.title}")
         return 0
     if args.epochs is not None and args.epochs < 1:
         raise AbawError("--epochs must be 1 or more")

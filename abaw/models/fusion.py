@@ -41,6 +41,7 @@ class LateFusion(nn.Module):
         self.mode = mode
         self.rnns = nn.ModuleDict({s: SequenceRNN(d, **rnn_kwargs) for s, d in in_features.items()})
         widths = {s: rnn.out_features for s, rnn in self.rnns.items()}
+        self.stream_widths = widths
         self.last_weights: torch.Tensor | None = None
         if mode == "concat":
             self.out_features = sum(widths.values())
@@ -53,7 +54,15 @@ class LateFusion(nn.Module):
         self.out_features = fusion_dim
 
     def forward(self, feats: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = {s: self.rnns[s](feats[s], mask) for s in self.streams}
+        return self.combine(self.stream_hidden(feats, mask))
+
+    def stream_hidden(self, feats: dict[str, torch.Tensor], mask: torch.Tensor | None = None
+                      ) -> dict[str, torch.Tensor]:
+        """Each stream's RNN output (B, T, width)."""
+        return {s: self.rnns[s](feats[s], mask) for s in self.streams}
+
+    def combine(self, hidden: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The fused per-frame embedding (B, T, out_features) of the streams' RNN outputs."""
         if self.mode == "concat":
             return torch.cat([hidden[s] for s in self.streams], dim=-1)
         projected = torch.stack([torch.tanh(self.proj[s](hidden[s])) for s in self.streams], dim=-2)  # (B, T, S, F)

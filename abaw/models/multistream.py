@@ -64,6 +64,7 @@ class ModelConfig:
     dropout: float = option(0.0, ge=0, lt=1)  # after each FC layer and between RNN layers
     head_dropout: float = option(0.0, ge=0, lt=1)
     stream_dropout: float = option(0.0, ge=0, lt=1)  # training: drop each stream of a window with this probability
+    stream_heads: float = option(0.0, ge=0)  # late fusion, training: loss weight of task heads on each stream's RNN
     n_mels: int = option(64, ge=1)
     audio_window_seconds: float = option(1.0, gt=0)
     freq_mask: int = option(8, ge=0)  # SpecAugment: widest frequency mask (mel bins), 0 = off
@@ -126,6 +127,9 @@ def resolve_config(model: str, defaults: dict[str, Any], overrides: dict[str, An
         raise AbawError(f"model option 'tasks' of {model!r} must name at least one task")
     if cfg.landmarks and "face" not in cfg.streams:
         raise AbawError(f"model {model!r}: landmarks join the face stream, which is not used")
+    if cfg.stream_heads and (cfg.fusion != "late" or len(cfg.streams) < 2):
+        raise AbawError(f"model option 'stream_heads' of {model!r} needs late fusion of two or more streams "
+                        f"(fusion is {cfg.fusion!r}, streams {', '.join(cfg.streams)})")
     cfg.pretrained = parse_pretrained(cfg.pretrained)
     cfg.pretrained = str(cfg.pretrained) if isinstance(cfg.pretrained, Path) else cfg.pretrained
     return cfg
@@ -133,6 +137,10 @@ def resolve_config(model: str, defaults: dict[str, Any], overrides: dict[str, An
 
 class MultiStreamModel(nn.Module):
     """Streams (CNN -> FC per frame) -> early or late fusion (RNN) -> per-frame heads.
+
+    With ``stream_heads`` > 0 (late fusion), training also predicts every task from each stream's RNN alone and the
+    trainer adds those losses, weighted: deep supervision of each branch, so that a weaker stream (the body, the
+    voice) learns what it can say while the strongest (the face) would otherwise carry the fused loss by itself.
 
     ``forward(inputs, mask)`` follows docs/design.md section 4: ``inputs[s]`` raw (B, T, ...) or ``inputs[s + "_feat"]``
     cached (B, T, D) per stream, optional ``inputs[s + "_valid"]`` (B, T) bool, ``inputs["landmarks"]`` (B, T, 2P);
@@ -151,6 +159,11 @@ class MultiStreamModel(nn.Module):
         self.fusion = self._make_fusion({s: stream.out_features for s, stream in self.streams.items()})
         self.embedding_dim = self.fusion.out_features
         self.heads = TaskHeads(self.embedding_dim, self.tasks, self.protocol, dropout=config.head_dropout)
+        self.stream_heads: nn.ModuleDict | None = None
+        if config.stream_heads and isinstance(self.fusion, LateFusion):
+            self.stream_heads = nn.ModuleDict({
+                s: TaskHeads(width, self.tasks, self.protocol, dropout=config.head_dropout)
+                for s, width in self.fusion.stream_widths.items()})
 
     # ---- construction -------------------------------------------------------------------------------------------
     def _make_fusion(self, widths: dict[str, int]) -> nn.Module:
@@ -244,10 +257,22 @@ class MultiStreamModel(nn.Module):
         feats = {s: stream(inputs, mask) for s, stream in self.streams.items()}
         if self.training and self.config.stream_dropout > 0 and len(feats) > 1:
             feats = drop_streams(feats, self.config.stream_dropout)
-        embedding = self.fusion(feats, mask)
-        out = self.heads(embedding)
+        if self.stream_heads is not None and self.training:
+            hidden = self.fusion.stream_hidden(feats, mask)
+            embedding = self.fusion.combine(hidden)
+            out = self.heads(embedding)
+            for s, heads in self.stream_heads.items():
+                out.update({stream_output(task, s): y for task, y in heads(hidden[s]).items()})
+        else:
+            embedding = self.fusion(feats, mask)
+            out = self.heads(embedding)
         out["embedding"] = embedding
         return out
+
+
+def stream_output(task: str, stream: str) -> str:
+    """The output key of ``task`` predicted from ``stream`` alone (``stream_heads``, in training only)."""
+    return f"{task}@{stream}"
 
 
 def drop_streams(feats: dict[str, torch.Tensor], p: float) -> dict[str, torch.Tensor]:
@@ -277,4 +302,5 @@ def multistream_model(name: str, defaults: dict[str, Any], overrides: dict[str, 
     return MultiStreamModel(resolve_config(name, defaults, overrides), name=name)
 
 
-__all__ = ["ModelConfig", "MultiStreamModel", "SequenceRNN", "multistream_model", "resolve_config", "STREAMS"]
+__all__ = ["ModelConfig", "MultiStreamModel", "SequenceRNN", "multistream_model", "resolve_config", "STREAMS",
+           "stream_output"]

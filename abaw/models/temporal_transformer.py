@@ -34,7 +34,7 @@ from abaw.schema import option
 
 POSITIONS: tuple[str, ...] = ("sinusoidal", "learned", "relative", "none")
 #: ModelConfig options of the RNN fusion that this model does not have (their defaults are accepted).
-_RNN_ONLY = ("fusion", "late_fusion", "fusion_dim", "cell_type", "bidirectional")
+_RNN_ONLY = ("fusion", "late_fusion", "fusion_dim", "cell_type", "bidirectional", "stream_heads")
 
 
 @dataclass

@@ -98,13 +98,24 @@ def make_loss(cfg: dict[str, Any]) -> nn.Module:
                          label_smoothing=lc["label_smoothing"])
 
 
-def compute_loss(loss_fn: nn.Module, outputs: dict[str, torch.Tensor], batch: dict[str, Any]
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def compute_loss(loss_fn: nn.Module, outputs: dict[str, torch.Tensor], batch: dict[str, Any],
+                 stream_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Loss masked by label validity and by padding (in training too). The parts stay detached tensors: reading them
-    as floats waits for the device, so the loop does it only when it logs."""
+    as floats waits for the device, so the loop does it only when it logs. With ``stream_weight`` (the model's
+    ``stream_heads``), the mean loss of the per-stream predictions is added with that weight (part ``streams``)."""
+    from abaw.models.multistream import stream_output
+
     targets = dict(batch["targets"])
     targets.update({f"{t}_valid": v for t, v in batch["valid"].items()})
     total, parts = loss_fn(outputs, targets, batch["mask"])
+    if stream_weight:
+        streams = sorted({k.split("@", 1)[1] for k in outputs if "@" in k})
+        per_stream = [loss_fn({t: outputs[stream_output(t, s)] for t in loss_fn.tasks}, targets, batch["mask"])[0]
+                      for s in streams]
+        if per_stream:
+            aux = torch.stack(per_stream).mean()
+            total = total + stream_weight * aux
+            parts["streams"] = aux
     return total, {k: v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v)) for k, v in parts.items()}
 
 
@@ -165,6 +176,7 @@ class Trainer:
         self.optimizer = make_optimizer(cfg, self.model)
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.loss_fn = make_loss(cfg).to(self.device)
+        self.stream_weight = float(getattr(getattr(self.model, "config", None), "stream_heads", 0.0))
         self.ema = self._make_ema()
         self.n_params = sum(p.numel() for p in self.model.parameters())
         self.net: nn.Module = self.model
@@ -261,7 +273,7 @@ class Trainer:
             with autocast(self.device, self.amp):
                 outputs = self.net(batch["inputs"], batch["mask"])
             outputs = {k: v.float() for k, v in outputs.items()}
-            loss, parts = compute_loss(self.loss_fn, outputs, batch)
+            loss, parts = compute_loss(self.loss_fn, outputs, batch, self.stream_weight)
             optimizer_step(loss, self.optimizer, tr["grad_clip"], self.scaler, self.model.parameters())
             st = self.state
             if self.ema is not None:

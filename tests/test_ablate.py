@@ -28,8 +28,8 @@ More text.
 
 def test_variants_are_data_over_shipped_presets() -> None:
     names = ablate.variant_names()
-    assert names[:8] == ["face", "body", "context", "audio", "early_fusion", "late_fusion", "late_fusion_heads",
-                         "face_audio"]
+    assert names[:9] == ["face", "body", "context", "audio", "early_fusion", "late_fusion", "late_fusion_heads",
+                         "late_fusion_heads_dropout", "face_audio"]
     by_name = {v.name: v for v in ablate.VARIANTS}
     assert by_name["late_fusion"].overrides["model.kwargs.fusion"] == "late"
     assert by_name["face_audio"].overrides["data.streams"] == ["face", "audio"]

@@ -286,9 +286,12 @@ def _remove_empty_prepared(prepared: Path) -> None:
     empty output."""
     with contextlib.suppress(OSError):
         if all(p.name in (".tmp", ".locks") for p in prepared.iterdir()):
-            for lock in (prepared / ".locks").glob("*.lock"):  # nothing was prepared: no process is using them
+            _remove_empty(prepared / ".tmp")
+            if (prepared / ".tmp").exists():
+                return  # another process is staging a video: its lock stays
+            for lock in (prepared / ".locks").glob("*.lock"):
                 lock.unlink(missing_ok=True)
-            _remove_empty(prepared / ".tmp", prepared / ".locks", prepared)
+            _remove_empty(prepared / ".locks", prepared)
 
 
 def source_id(path: Path) -> dict:

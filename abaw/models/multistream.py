@@ -257,15 +257,13 @@ class MultiStreamModel(nn.Module):
         feats = {s: stream(inputs, mask) for s, stream in self.streams.items()}
         if self.training and self.config.stream_dropout > 0 and len(feats) > 1:
             feats = drop_streams(feats, self.config.stream_dropout)
-        if self.stream_heads is not None and self.training:
-            hidden = self.fusion.stream_hidden(feats, mask)
-            embedding = self.fusion.combine(hidden)
-            out = self.heads(embedding)
+        supervised = self.stream_heads is not None and self.training
+        hidden = self.fusion.stream_hidden(feats, mask) if supervised else None
+        embedding = self.fusion.combine(hidden) if hidden is not None else self.fusion(feats, mask)
+        out = self.heads(embedding)
+        if hidden is not None:
             for s, heads in self.stream_heads.items():
                 out.update({stream_output(task, s): y for task, y in heads(hidden[s]).items()})
-        else:
-            embedding = self.fusion(feats, mask)
-            out = self.heads(embedding)
         out["embedding"] = embedding
         return out
 
@@ -273,6 +271,16 @@ class MultiStreamModel(nn.Module):
 def stream_output(task: str, stream: str) -> str:
     """The output key of ``task`` predicted from ``stream`` alone (``stream_heads``, in training only)."""
     return f"{task}@{stream}"
+
+
+def stream_outputs(outputs: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """The per-stream predictions among a model's outputs: ``{stream: {task: tensor}}`` (empty without them)."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in outputs.items():
+        task, sep, stream = key.partition("@")
+        if sep:
+            out.setdefault(stream, {})[task] = value
+    return dict(sorted(out.items()))
 
 
 def drop_streams(feats: dict[str, torch.Tensor], p: float) -> dict[str, torch.Tensor]:
@@ -303,4 +311,4 @@ def multistream_model(name: str, defaults: dict[str, Any], overrides: dict[str, 
 
 
 __all__ = ["ModelConfig", "MultiStreamModel", "SequenceRNN", "multistream_model", "resolve_config", "STREAMS",
-           "stream_output"]
+           "stream_output", "stream_outputs"]

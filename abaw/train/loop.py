@@ -39,6 +39,7 @@ from abaw.data.sequences import (
 from abaw.errors import AbawError
 from abaw.fileio import append_jsonl, write_json, write_text
 from abaw.inference import batch_size, make_loader, predict_videos, to_device, window_length
+from abaw.models.multistream import stream_outputs
 from abaw.runs.folder import check_run_dir, create_run_dir, record_run, removed_on_failure
 from abaw.runs.info import config_hash, git_commit, now, read_json, update_run_info
 from abaw.train import distributed as dd
@@ -103,15 +104,11 @@ def compute_loss(loss_fn: nn.Module, outputs: dict[str, torch.Tensor], batch: di
     """Loss masked by label validity and by padding (in training too). The parts stay detached tensors: reading them
     as floats waits for the device, so the loop does it only when it logs. With ``stream_weight`` (the model's
     ``stream_heads``), the mean loss of the per-stream predictions is added with that weight (part ``streams``)."""
-    from abaw.models.multistream import stream_output
-
     targets = dict(batch["targets"])
     targets.update({f"{t}_valid": v for t, v in batch["valid"].items()})
     total, parts = loss_fn(outputs, targets, batch["mask"])
     if stream_weight:
-        streams = sorted({k.split("@", 1)[1] for k in outputs if "@" in k})
-        per_stream = [loss_fn({t: outputs[stream_output(t, s)] for t in loss_fn.tasks}, targets, batch["mask"])[0]
-                      for s in streams]
+        per_stream = [loss_fn(out, targets, batch["mask"])[0] for out in stream_outputs(outputs).values()]
         if per_stream:
             aux = torch.stack(per_stream).mean()
             total = total + stream_weight * aux

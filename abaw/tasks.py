@@ -74,6 +74,8 @@ BOXES_DIR = "boxes"
 MTL_DIR = "MTL"
 PREPARED_DIR = "prepared"
 FEATURES_DIR = "features"
+#: A synthetic root's summary (``abaw synth``): its cue strengths change the pixels and sound, not the labels.
+SYNTH_SUMMARY_FILE = "synth.json"
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi")
 

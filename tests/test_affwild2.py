@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -131,6 +132,23 @@ def test_fingerprint_is_stable_and_sees_label_changes(tmp_path: Path) -> None:
     lines[1] = "0.5,0.5"
     path.write_text("\n".join(lines) + "\n")
     assert dataset_fingerprint(root) != first
+
+
+def test_fingerprint_sees_a_synthetic_roots_cues(tmp_path: Path) -> None:
+    """Two synthetic sets with the same labels but other cue strengths (other pixels) are other datasets; where a
+    root is written does not matter, and a broken summary is one line naming it."""
+    root = make_root(tmp_path / "d", videos=False)
+    plain = dataset_fingerprint(root)
+    summary = root / tasks.SYNTH_SUMMARY_FILE
+    summary.write_text(json.dumps({"out": "a", "cues": {"body_expression": 0.6}}))
+    first = dataset_fingerprint(root)
+    summary.write_text(json.dumps({"out": "b", "cues": {"body_expression": 0.6}}))
+    assert dataset_fingerprint(root) == first != plain
+    summary.write_text(json.dumps({"out": "a", "cues": {"body_expression": 0.8}}))
+    assert dataset_fingerprint(root) != first
+    summary.write_text("{")
+    with pytest.raises(AbawError, match="synth.json"):
+        dataset_fingerprint(root)
 
 
 def test_read_boxes_sorted_and_checked(root21: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -619,9 +620,17 @@ def _check_split(split: str) -> str:
 
 
 def dataset_fingerprint(root: str | Path) -> str:
-    """16 hex digits: SHA-256 over the annotation and test-list files (names and bytes) and the video frame counts."""
+    """16 hex digits: SHA-256 over the annotation and test-list files (names and bytes), the video frame counts and,
+    for a synthetic root, its cue strengths (which change what the streams show without changing a label)."""
     root = Path(root)
     digest = hashlib.sha256()
+    summary = root / tasks.SYNTH_SUMMARY_FILE
+    if summary.is_file():
+        try:
+            cues = json.loads(summary.read_text()).get("cues", {})
+        except (OSError, ValueError, AttributeError) as exc:
+            raise AbawError(f"{summary}: not a synthetic dataset summary ({exc})") from None
+        digest.update(json.dumps(cues, sort_keys=True).encode() + b"\0")
     for sub in (ANNOTATIONS_DIR, TEST_SET_DIR):
         folder = root / sub
         if not folder.is_dir():

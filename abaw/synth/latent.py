@@ -157,12 +157,27 @@ def masking_episodes(rng: np.random.Generator, n: int, fps: float, fraction: flo
         return out
     fraction = min(fraction, 0.9)
     mean_gap = 2.0 * (1.0 - fraction) / fraction  # seconds between episodes of 2 s on average
-    t = int(rng.exponential(mean_gap) * fps)
+    # stationary start: a clip opens inside an episode with probability ``fraction`` (with what is left of it) or
+    # inside a gap (what is left of an exponential gap is exponential), so that a clip of a few seconds is masked
+    # about ``fraction`` of the time and not only after a whole first gap
+    inside = rng.random() < fraction
+    t = 0 if inside else int(rng.exponential(mean_gap) * fps)
     while t < n:
-        dur = int(rng.uniform(1.0, 3.0) * fps)
+        dur = int(rng.uniform(1.0, 3.0) * fps * (rng.random() if inside else 1.0)) + 1
+        inside = False
         out[t:t + dur] = 1.0
         t += dur + int(rng.exponential(mean_gap) * fps) + 1
     return np.clip(low_pass(out, 0.15 * fps), 0.0, 1.0)
+
+
+def faint_valence(actions: np.ndarray, valence: np.ndarray) -> None:
+    """Add a faint smile (AU12, AU6) for positive ``valence`` (n,), a faint frown with lowered lip corners (AU4,
+    AU15) for negative, in place; at most 0.35, below the AU labels' threshold."""
+    up, down = np.clip(valence, 0.0, 0.35), np.clip(-valence, 0.0, 0.35)
+    actions[:, CH["AU12"]] += up
+    actions[:, CH["AU6"]] += 0.5 * up
+    actions[:, CH["AU4"]] += 0.6 * down
+    actions[:, CH["AU15"]] += down
 
 
 def read_expression(actions: np.ndarray, protos: np.ndarray) -> np.ndarray:
@@ -200,12 +215,7 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float, cues: Cues | N
     va = weights @ pos + mood + drift + ou_process(rng, n, 0.3 * fps, 0.03, 2)
     # the slow valence (mood and drift) shows as a tonic expression: a faint smile, or a faint frown and lowered lip
     # corners, below the AU labels' threshold
-    tonic = cues.face_tonic * (mood[0] + drift[:, 0])
-    up, down = np.clip(tonic, 0.0, 0.35), np.clip(-tonic, 0.0, 0.35)
-    actions[:, CH["AU12"]] += up
-    actions[:, CH["AU6"]] += 0.5 * up
-    actions[:, CH["AU4"]] += 0.6 * down
-    actions[:, CH["AU15"]] += down
+    faint_valence(actions, cues.face_tonic * (mood[0] + drift[:, 0]))
     # arousal the face does not show (body and voice do): an activation of its own over about a second (slower, it
     # was mostly a per-person offset of a short clip, which the pooled CCC of a few dozen people turned into noise)
     va[:, 1] += ou_process(rng, n, 1.0 * fps, cues.arousal_hidden)[:, 0]
@@ -218,11 +228,15 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float, cues: Cues | N
     actions[:, CH["blink"]] = blinks(rng, n, fps)
     actions = np.clip(actions, 0.0, 1.0)
 
-    # a masking face shows a trace of the felt actions (speech still parts the lips); the expression label follows
-    # the feeling (annotators hear the voice and see the body), the AU labels what the face visibly does
+    # a masking face shows a trace of the felt actions (speech still parts the lips) and leaks the valence; the
+    # expression label follows the feeling (annotators hear the voice and see the body), the AU labels what the face
+    # visibly does
     masked = masking_episodes(rng, n, fps, cues.face_masking)
+    unpleasant = np.clip(-(weights @ pos)[:, 0] / 0.3, 0.0, 1.0)  # how negative the felt expression is
+    masked *= 1.0 - min(cues.masked_negative, 1.0) * (1.0 - unpleasant)
     displayed = actions.copy()
     displayed[:, : CH["blink"]] *= 1.0 - (1.0 - min(cues.masked_trace, 1.0)) * masked[:, None]
+    faint_valence(displayed, cues.masked_leak * va[:, 0] * masked)  # it leaks how pleasant, not which feeling
     displayed[:, CH["AU25"]] = np.maximum(displayed[:, CH["AU25"]], 0.3 * env * masked)
     displayed[:, CH["AU26"]] = np.maximum(displayed[:, CH["AU26"]], 0.1 * env * masked)
     au = (displayed[:, :N_LABELLED] > AU_THRESHOLD).astype(np.int64)

@@ -24,19 +24,27 @@ class Cues:
     #: Face: fraction of frames in which a hand flicks across part of the face for that frame only (the label
     #: stays; a single frame is misleading, its neighbours are not).
     face_occlusion: float = 0.1
-    #: Face: fraction of the time a person masks the expression (social display rules): episodes of 1-3 s in which
-    #: the face shows only a trace of the actions while voice and body still show the feeling. The expression and
-    #: VA labels follow the feeling; the AU labels follow what the face visibly does, as AU coders code movement.
-    face_masking: float = 0.1
+    #: Face: fraction of the time in masking episodes (social display rules): 1-3 s in which the face hides the felt
+    #: actions (all but ``masked_trace`` of them; with ``masked_negative`` only an unpleasant feeling's) while voice
+    #: and body still show the feeling. The expression and VA labels follow the feeling; the AU labels follow what
+    #: the face visibly does, as AU coders code movement.
+    face_masking: float = 0.5
     #: Face: how much of the felt actions a masking face still shows (0.15: a trace near the per-frame jitter, the
     #: display rule "de-intensify"; 0: a neutral face, "neutralize").
-    masked_trace: float = 0.15
+    masked_trace: float = 0.0
+    #: Face: gain of the valence a masking face leaks (Ekman and Friesen's "nonverbal leakage"): a faint smile or frown
+    #: of the felt valence, below the AU threshold like the tonic display; it says how pleasant the feeling is, not
+    #: which one it is. 0: a masking face leaks nothing.
+    masked_leak: float = 1.5
+    #: Face: how much masking is confined to unpleasant feelings (display rules hide anger, disgust, fear and sadness
+    #: far more than joy or surprise): 0 masks any feeling, 1 only those of negative valence.
+    masked_negative: float = 1.0
     #: Face: gain of the tonic display of the slow valence (the person's mood and its drift over seconds): a faint
     #: smile or frown, below the AU threshold. Without it a tenth of valence was a per-person offset only the scene
     #: showed, and half the face model's error was in the per-person means.
     face_tonic: float = 1.5
     #: Arousal not shown by the face (sd of a slow component): what body and voice carry beyond the expression.
-    arousal_hidden: float = 0.2
+    arousal_hidden: float = 0.1
     #: Audio: how much loudness and pitch follow arousal (1 = up to an octave and 7x louder over the range).
     audio_arousal: float = 1.0
     #: Audio: harmonic roll-off change per unit valence (timbre); each voice has its own roll-off besides.
@@ -47,10 +55,10 @@ class Cues:
     #: Audio: how much of the time a person talks (scaled up with arousal); silent otherwise (room noise only).
     talk: float = 0.5
     #: Body: gain of arm openness, gestures and sway on arousal.
-    body_arousal: float = 1.0
+    body_arousal: float = 0.5
     #: Body: gain of the bodily expression of the state (posture and arms: :data:`abaw.synth.scene.BODY_POSTURE`);
     #: each person shows it to their own degree.
-    body_expression: float = 0.6
+    body_expression: float = 0.7
     #: Context: amplitude of the scene's valence cue (the colour of a window or lamp behind the person).
     context_valence: float = 1.0
     #: Context: the scene follows the valence smoothed over this many seconds (a slow cue).

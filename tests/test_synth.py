@@ -356,6 +356,7 @@ def test_splits_are_stratified_on_the_labels() -> None:
     assert max(ratios) < 1.0 and float(np.mean(ratios)) < 0.5, ratios
     assert float(np.mean(spread_ratios)) < 1.0, spread_ratios
     assert _plan_splits(np.random.default_rng(0), profiles[:1]) == ["train"]
+    assert sorted(_plan_splits(np.random.default_rng(0), profiles[:2])) == ["train", "validation"]
 
 
 def test_cue_strengths() -> None:

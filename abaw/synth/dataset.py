@@ -33,7 +33,6 @@ from abaw.tasks import (
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = tasks.SYNTH_SUMMARY_FILE
 #: The hidden test split's labels: ``<out>/test_labels/annotations/<track dir>/Test_Set/<name>.txt``, the data root's
 #: layout (same track folders and headers) under a label root of their own, read only by
 #: ``abaw score --split test --labels <out>/test_labels``.
@@ -176,7 +175,7 @@ def _video_name(i: int, fps: float, width: int, height: int) -> str:
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
-        if not (out / SUMMARY_FILE).exists() and not overwrite:
+        if not (out / tasks.SYNTH_SUMMARY_FILE).exists() and not overwrite:
             raise AbawError("folder exists and is not a synthetic set; choose an empty folder", path=out)
         for d in OWNED + DERIVED:
             if (out / d).exists():
@@ -309,7 +308,7 @@ def generate(out: str | Path, videos: int = DEFAULTS["videos"], frames: int = DE
         "test_labels": str(out / TEST_LABELS_DIR), "cues": cues.to_dict(),
         "seconds": round(time.perf_counter() - started, 2),
     }
-    write_json(out / SUMMARY_FILE, summary)
+    write_json(out / tasks.SYNTH_SUMMARY_FILE, summary)
     log.debug("synthetic Aff-Wild2: %d videos x %d frames (%s) in %s in %.1f s", videos, frames, layout, out,
              summary["seconds"])
     return summary

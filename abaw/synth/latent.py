@@ -212,7 +212,8 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float, cues: Cues | N
     pos = np.array([CIRCUMPLEX[s] for s in STATES])  # (k, 2)
     mood = rng.normal(0.0, [0.12, 0.1])
     drift = ou_process(rng, n, 3.0 * fps, 0.12, 2)
-    va = weights @ pos + mood + drift + ou_process(rng, n, 0.3 * fps, 0.03, 2)
+    felt = weights @ pos  # (n, 2) where the expressed states sit on the circumplex
+    va = felt + mood + drift + ou_process(rng, n, 0.3 * fps, 0.03, 2)
     # the slow valence (mood and drift) shows as a tonic expression: a faint smile, or a faint frown and lowered lip
     # corners, below the AU labels' threshold
     faint_valence(actions, cues.face_tonic * (mood[0] + drift[:, 0]))
@@ -232,7 +233,7 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float, cues: Cues | N
     # expression label follows the feeling (annotators hear the voice and see the body), the AU labels what the face
     # visibly does
     masked = masking_episodes(rng, n, fps, cues.face_masking)
-    unpleasant = np.clip(-(weights @ pos)[:, 0] / 0.3, 0.0, 1.0)  # how negative the felt expression is
+    unpleasant = np.clip(-felt[:, 0] / 0.3, 0.0, 1.0)  # how negative the felt expression is
     masked *= 1.0 - min(cues.masked_negative, 1.0) * (1.0 - unpleasant)
     displayed = actions.copy()
     displayed[:, : CH["blink"]] *= 1.0 - (1.0 - min(cues.masked_trace, 1.0)) * masked[:, None]

@@ -15,7 +15,15 @@ from abaw import tasks
 from abaw.cli import main
 from abaw.synth.affectnet import generate_affectnet
 from abaw.synth.dataset import generate
-from abaw.synth.latent import CH, STATES, masking_episodes, prototype_matrix, read_expression, simulate_person
+from abaw.synth.latent import (
+    CH,
+    STATES,
+    AffectTrack,
+    masking_episodes,
+    prototype_matrix,
+    read_expression,
+    simulate_person,
+)
 
 #: The boxes table of docs/design.md section 1, spelled out independently of the writer.
 BOX_SCHEMA = (["frame", "timestamp", "face_id", "name", "face_x", "face_y", "face_w", "face_h", "face_score"]
@@ -368,8 +376,10 @@ def test_cue_strengths() -> None:
     for bad in ({"nope": 1}, {"talk": -1}, {"talk": "x"}):
         with pytest.raises(AbawError):
             make_cues(bad)
-    # without masking the face shows the labelled actions exactly without per-frame jitter, and noisily with it
-    clean = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.0, face_masking=0.0))
+    # without masking and the eyes' arousal the face shows the labelled actions exactly without per-frame jitter,
+    # and noisily with it
+    clean = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.0, face_masking=0.0,
+                                                                      face_arousal=0.0))
     assert np.array_equal(clean.shown, clean.actions)
     noisy = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.3, face_masking=0.0))
     assert np.array_equal(noisy.au, clean.au)  # the labels do not see the jitter
@@ -422,6 +432,17 @@ def test_cue_strengths() -> None:
     flat = simulate_person(np.random.default_rng(0), 2000, 25.0, Cues(arousal_hidden=0.0))
     hidden = simulate_person(np.random.default_rng(0), 2000, 25.0, Cues(arousal_hidden=0.4))
     assert hidden.va[:, 1].std() > flat.va[:, 1].std()
+    # the eyes show arousal, also while the face masks a feeling; the labels do not move
+    def aperture(gain: float) -> AffectTrack:
+        return simulate_person(np.random.default_rng(0), 2000, 25.0,
+                               Cues(face_noise=0.0, face_masking=0.5, arousal_hidden=0.0, face_arousal=gain))
+
+    closed, eyes = aperture(0.0), aperture(1.0)
+    assert np.array_equal(closed.expr, eyes.expr) and np.array_equal(closed.au, eyes.au)
+    assert np.array_equal(closed.va, eyes.va)
+    wide = (eyes.shown - closed.shown)[:, CH["AU5"]] - (eyes.shown - closed.shown)[:, CH["blink"]]
+    mask = eyes.masked > 0.5
+    assert mask.sum() > 100 and np.corrcoef(wide[mask], eyes.va[mask, 1])[0, 1] > 0.8
 
 
 

@@ -217,6 +217,7 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float, cues: Cues | N
     # the slow valence (mood and drift) shows as a tonic expression: a faint smile, or a faint frown and lowered lip
     # corners, below the AU labels' threshold
     faint_valence(actions, cues.face_tonic * (mood[0] + drift[:, 0]))
+    shown_arousal = va[:, 1].copy()
     # arousal the face does not show (body and voice do): an activation of its own over about a second (slower, it
     # was mostly a per-person offset of a short clip, which the pooled CCC of a few dozen people turned into noise)
     va[:, 1] += ou_process(rng, n, 1.0 * fps, cues.arousal_hidden)[:, 0]
@@ -240,6 +241,11 @@ def simulate_person(rng: np.random.Generator, n: int, fps: float, cues: Cues | N
     faint_valence(displayed, cues.masked_leak * va[:, 0] * masked)  # it leaks how pleasant, not which feeling
     displayed[:, CH["AU25"]] = np.maximum(displayed[:, CH["AU25"]], 0.3 * env * masked)
     displayed[:, CH["AU26"]] = np.maximum(displayed[:, CH["AU26"]], 0.1 * env * masked)
+    # alertness shows in the eyes whatever the display rule: wide eyes (AU5) when aroused, heavy lids (a partial
+    # closure on the blink channel) when calm; both are unlabelled, so no label changes
+    aperture = 0.5 * cues.face_arousal * shown_arousal
+    displayed[:, CH["AU5"]] = np.clip(displayed[:, CH["AU5"]] + np.clip(aperture, 0.0, 0.5), 0.0, 1.0)
+    displayed[:, CH["blink"]] = np.maximum(displayed[:, CH["blink"]], np.clip(-aperture, 0.0, 0.5))
     au = (displayed[:, :N_LABELLED] > AU_THRESHOLD).astype(np.int64)
     expr = read_expression(actions, protos)
     # each frame shows the actions with independent jitter (blinks and speech excepted): one frame is a noisy view,

@@ -43,6 +43,11 @@ class Cues:
     #: smile or frown, below the AU threshold. Without it a tenth of valence was a per-person offset only the scene
     #: showed, and half the face model's error was in the per-person means.
     face_tonic: float = 1.5
+    #: Face: gain of the eyelid aperture on the arousal the face shows (wide eyes when aroused, heavy lids when calm),
+    #: kept while the face masks a feeling: display rules govern the expression, not alertness. It moves only
+    #: unlabelled channels (AU5 and the lids), so no label changes. 0: the face shows arousal only through the
+    #: expression.
+    face_arousal: float = 1.5
     #: Arousal not shown by the face (sd of a slow component): what body and voice carry beyond the expression.
     arousal_hidden: float = 0.1
     #: Audio: how much loudness and pitch follow arousal (1 = up to an octave and 7x louder over the range).

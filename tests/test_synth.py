@@ -376,26 +376,26 @@ def test_cue_strengths() -> None:
     for bad in ({"nope": 1}, {"talk": -1}, {"talk": "x"}):
         with pytest.raises(AbawError):
             make_cues(bad)
+
+    def person(frames: int = 2000, **cues: float) -> AffectTrack:
+        """The same simulated person (seed 0, 25 fps) under other cue strengths."""
+        return simulate_person(np.random.default_rng(0), frames, 25.0, Cues(**cues))
+
     # without masking and the eyes' arousal the face shows the labelled actions exactly without per-frame jitter,
     # and noisily with it
-    clean = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.0, face_masking=0.0,
-                                                                      face_arousal=0.0))
+    clean = person(200, face_noise=0.0, face_masking=0.0, face_arousal=0.0)
     assert np.array_equal(clean.shown, clean.actions)
-    noisy = simulate_person(np.random.default_rng(0), 200, 25.0, Cues(face_noise=0.3, face_masking=0.0))
+    noisy = person(200, face_noise=0.3, face_masking=0.0)
     assert np.array_equal(noisy.au, clean.au)  # the labels do not see the jitter
     assert np.abs(np.diff(noisy.shown[:, :12], axis=0)).mean() > 0.15
     # a masking face shows a trace of the felt actions: the expression label follows the feeling, the AUs the face
-    masking = simulate_person(np.random.default_rng(0), 2000, 25.0,
-                              Cues(face_noise=0.0, face_masking=0.5, masked_trace=0.15, masked_leak=0.0,
-                                   masked_negative=0.0))
+    masking = person(face_noise=0.0, face_masking=0.5, masked_trace=0.15, masked_leak=0.0, masked_negative=0.0)
     masked = masking.masked > 0.99
     assert 0.3 < masked.mean() < 0.7
     assert (masking.shown[masked, :12] <= 0.15 * masking.actions[masked, :12] + 0.3 + 1e-9).all()
     assert masking.au[masked].mean() < 0.02 and (masking.expr[masked] != 0).mean() > 0.3
     # masked_trace 0: a neutral face (only talking moves the lips), the same feeling and labels of expression
-    neutral = simulate_person(np.random.default_rng(0), 2000, 25.0,
-                              Cues(face_noise=0.0, face_masking=0.5, masked_trace=0.0, masked_leak=0.0,
-                                   masked_negative=0.0))
+    neutral = person(face_noise=0.0, face_masking=0.5, masked_trace=0.0, masked_leak=0.0, masked_negative=0.0)
     lips = [CH["AU25"], CH["AU26"]]
     others = np.setdiff1d(np.arange(12), lips)
     assert np.array_equal(neutral.expr, masking.expr) and np.array_equal(neutral.masked, masking.masked)
@@ -404,16 +404,13 @@ def test_cue_strengths() -> None:
     clips = np.stack([masking_episodes(np.random.default_rng(i), 80, 25.0, 0.2) for i in range(400)])
     assert abs((clips > 0.5).mean() - 0.2) < 0.03 and (clips[:, 0] > 0.5).mean() > 0.1
     # masked_leak: the masking face leaks the felt valence as a faint smile or frown, below the AU threshold
-    leaky = simulate_person(np.random.default_rng(0), 2000, 25.0,
-                            Cues(face_noise=0.0, face_masking=0.5, masked_trace=0.0, masked_leak=1.5,
-                                 masked_negative=0.0))
+    leaky = person(face_noise=0.0, face_masking=0.5, masked_trace=0.0, masked_leak=1.5, masked_negative=0.0)
     up, down = CH["AU12"], CH["AU15"]
     smile = leaky.shown[masked, up] - leaky.shown[masked, down]
     assert np.array_equal(leaky.expr, masking.expr) and np.array_equal(leaky.au[masked], neutral.au[masked])
     assert np.corrcoef(smile, leaky.va[masked, 0])[0, 1] > 0.8 and leaky.shown[masked][:, others].max() < 0.4
     # masked_negative 1: only unpleasant feelings are masked (happiness and surprise show)
-    negative = simulate_person(np.random.default_rng(0), 2000, 25.0,
-                               Cues(face_noise=0.0, face_masking=0.5, masked_trace=0.0, masked_negative=1.0))
+    negative = person(face_noise=0.0, face_masking=0.5, masked_trace=0.0, masked_negative=1.0)
     shown_states = {tasks.EXPR_CLASSES_8.index(c) for c in ("Happiness", "Surprise")}
     hidden_states = {tasks.EXPR_CLASSES_8.index(c) for c in ("Anger", "Sadness")}
     pleasant = np.isin(negative.expr, list(shown_states))
@@ -429,21 +426,16 @@ def test_cue_strengths() -> None:
 
     assert mood_read(1.5) > mood_read(0.0) + 0.1
     # arousal the face does not show widens arousal beyond what the expression explains
-    flat = simulate_person(np.random.default_rng(0), 2000, 25.0, Cues(arousal_hidden=0.0))
-    hidden = simulate_person(np.random.default_rng(0), 2000, 25.0, Cues(arousal_hidden=0.4))
+    flat = person(arousal_hidden=0.0)
+    hidden = person(arousal_hidden=0.4)
     assert hidden.va[:, 1].std() > flat.va[:, 1].std()
     # the eyes show arousal, also while the face masks a feeling; the labels do not move
-    def aperture(gain: float) -> AffectTrack:
-        return simulate_person(np.random.default_rng(0), 2000, 25.0,
-                               Cues(face_noise=0.0, face_masking=0.5, arousal_hidden=0.0, face_arousal=gain))
-
-    closed, eyes = aperture(0.0), aperture(1.0)
+    closed, eyes = (person(face_noise=0.0, face_masking=0.5, arousal_hidden=0.0, face_arousal=gain) for gain in (0, 1))
     assert np.array_equal(closed.expr, eyes.expr) and np.array_equal(closed.au, eyes.au)
     assert np.array_equal(closed.va, eyes.va)
     wide = (eyes.shown - closed.shown)[:, CH["AU5"]] - (eyes.shown - closed.shown)[:, CH["blink"]]
     mask = eyes.masked > 0.5
     assert mask.sum() > 100 and np.corrcoef(wide[mask], eyes.va[mask, 1])[0, 1] > 0.8
-
 
 
 def test_body_shows_the_expression(tmp_path: Path) -> None:

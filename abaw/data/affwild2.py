@@ -627,7 +627,7 @@ def dataset_fingerprint(root: str | Path) -> str:
     summary = root / tasks.SYNTH_SUMMARY_FILE
     if summary.is_file():
         try:
-            cues = json.loads(summary.read_text()).get("cues", {})
+            cues = json.loads(summary.read_text(encoding="utf-8")).get("cues", {})
         except (OSError, ValueError, AttributeError) as exc:
             raise AbawError(f"{summary}: not a synthetic dataset summary ({exc})") from None
         digest.update(json.dumps(cues, sort_keys=True).encode() + b"\0")
